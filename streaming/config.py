@@ -1,0 +1,312 @@
+"""conf/ loaded into one typed, immutable model of the pipeline.
+
+conf/pipeline.yaml describes *what* runs (sources, layers, triggers); conf/profiles/<name>.yaml
+describes *where* (Spark master, Kafka, lake paths). `load_settings` reads both and fails on a
+bad file with a `ConfigError` that names the file, the field and the problem.
+
+Nothing here reads the environment at import time: the profile and the conf directory are
+chosen when `load_settings` is called.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streaming.errors import ConfigError
+
+DEFAULT_PROFILE = "local"
+PROFILE_ENV = "HEADWATER_PROFILE"
+CONF_ENV = "HEADWATER_CONF"
+
+_INTERVAL = re.compile(r"^\d+(\.\d+)?\s+(millisecond|second|minute|hour)s?$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- the pipeline (conf/pipeline.yaml) -------------------------------------------------------
+
+
+class Source(_Frozen):
+    """A Kafka topic headwater ingests."""
+
+    topic: str = Field(description="Kafka topic name")
+    kind: Literal["events", "cdc"] = Field("events", description="application events or Debezium CDC")
+    partitions: Annotated[int, Field(ge=1)] = 3
+    replication_factor: Annotated[int, Field(ge=1)] = 1
+    description: str = ""
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_topic(cls, value: str) -> str:
+        if not _TOPIC.match(value):
+            raise ValueError(
+                "a Kafka topic name is 1-249 characters of letters, digits, '.', '_' or '-'"
+            )
+        return value
+
+    @property
+    def table_name(self) -> str:
+        """The table name for this topic in every layer: dots become underscores."""
+        return self.topic.replace(".", "_").replace("-", "_")
+
+
+class BronzeSettings(_Frozen):
+    """How the Kafka -> bronze streams read and trigger."""
+
+    trigger_interval: str = "1 second"
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: Annotated[int, Field(ge=1)] | None = 100_000
+    fail_on_data_loss: bool = True
+
+    @field_validator("trigger_interval")
+    @classmethod
+    def _valid_interval(cls, value: str) -> str:
+        if not _INTERVAL.match(value.strip()):
+            raise ValueError("write an interval like '1 second', '500 milliseconds' or '2 minutes'")
+        return value.strip()
+
+    @field_validator("starting_offsets")
+    @classmethod
+    def _valid_offsets(cls, value: str) -> str:
+        if value in ("earliest", "latest") or value.lstrip().startswith("{"):
+            return value
+        raise ValueError(
+            "use 'earliest', 'latest' or Spark's JSON form "
+            '\'{"topic": {"0": 42}}\' for explicit offsets'
+        )
+
+
+class ProgressSettings(_Frozen):
+    """The ops.stream_progress table: one row per micro-batch of every stream."""
+
+    enabled: bool = True
+    flush_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+
+class Pipeline(_Frozen):
+    sources: tuple[Source, ...]
+    bronze: BronzeSettings = BronzeSettings()
+    progress: ProgressSettings = ProgressSettings()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, value: tuple[Source, ...]) -> tuple[Source, ...]:
+        if not value:
+            raise ValueError("list at least one source topic")
+        names = [s.table_name for s in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"two sources map to the same table name: {', '.join(duplicates)}")
+        return value
+
+    def source(self, topic_or_table: str) -> Source:
+        """The source with this topic or table name; raises ConfigError if there is none."""
+        for s in self.sources:
+            if topic_or_table in (s.topic, s.table_name):
+                return s
+        known = ", ".join(s.topic for s in self.sources)
+        raise ConfigError(f"no source '{topic_or_table}' in conf/pipeline.yaml (known: {known})")
+
+
+# --- the profile (conf/profiles/<name>.yaml) ------------------------------------------------
+
+
+class SparkSettings(_Frozen):
+    master: str | None = Field(
+        "local[*]", description="Spark master URL; null leaves it to spark-submit"
+    )
+    app_name: str = "headwater"
+    shuffle_partitions: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="default: the number of cores of this machine"
+    )
+    ui_enabled: bool = True
+    jars_dir: str = "infra/jars/spark"
+    extra_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class SaslSettings(_Frozen):
+    """SASL credentials, by the names of the environment variables that hold them."""
+
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    username_env: str
+    password_env: str
+
+
+class KafkaSettings(_Frozen):
+    bootstrap_servers: str
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl: SaslSettings | None = None
+    ssl_ca_location: str | None = None
+
+    @model_validator(mode="after")
+    def _sasl_when_needed(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and self.sasl is None:
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs a 'sasl' block "
+                "(mechanism, username_env, password_env)"
+            )
+        return self
+
+
+class LocalKafkaSettings(_Frozen):
+    """The embedded single-node KRaft broker that `headwater up` runs on 127.0.0.1."""
+
+    port: Annotated[int, Field(ge=1, le=65535)] = 9092
+    controller_port: Annotated[int, Field(ge=1, le=65535)] = 9093
+    heap: str = "512m"
+    jars_dir: str = "infra/jars/kafka"
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> LocalKafkaSettings:
+        if self.port == self.controller_port:
+            raise ValueError("port and controller_port must differ")
+        return self
+
+
+class LakeSettings(_Frozen):
+    root: str = Field(description="where tables live: <root>/<layer>/<table>")
+    checkpoints: str = Field(description="where stream checkpoints live")
+
+
+class Profile(_Frozen):
+    state_dir: str = ".headwater"
+    spark: SparkSettings = SparkSettings()
+    kafka: KafkaSettings
+    lake: LakeSettings
+    local_kafka: LocalKafkaSettings | None = None
+
+
+# --- everything together -------------------------------------------------------------------
+
+
+class Settings(_Frozen):
+    """The whole configuration: the pipeline model plus the environment it runs in."""
+
+    profile_name: str
+    conf_dir: Path
+    project_root: Path
+    pipeline: Pipeline
+    profile: Profile
+
+    def resolve(self, path: str) -> str:
+        """A config path made absolute: URIs stay as they are, relative paths hang off the
+        project root (the directory that holds conf/)."""
+        if _URI.match(path):
+            return path
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() else (self.project_root / p).resolve())
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.resolve(self.profile.state_dir))
+
+    def table_path(self, layer: str, table: str) -> str:
+        """Location of table `<layer>.<table>` in the lake."""
+        return f"{self.resolve(self.profile.lake.root).rstrip('/')}/{layer}/{table}"
+
+    def checkpoint_path(self, layer: str, table: str) -> str:
+        """Checkpoint of the one stream that writes `<layer>.<table>`."""
+        return f"{self.resolve(self.profile.lake.checkpoints).rstrip('/')}/{layer}/{table}"
+
+    def table_path_by_name(self, qualified: str) -> str:
+        """Location of a table given as 'layer.table' (e.g. 'bronze.shop_orders')."""
+        layer, sep, table = qualified.partition(".")
+        if not sep or not table:
+            raise ConfigError(f"'{qualified}' is not a table name: write it as <layer>.<table>")
+        return self.table_path(layer, table)
+
+
+def default_conf_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """$HEADWATER_CONF, else ./conf, else the conf/ of the source checkout."""
+    env = os.environ if environ is None else environ
+    if env.get(CONF_ENV):
+        return Path(env[CONF_ENV]).expanduser().resolve()
+    cwd_conf = Path.cwd() / "conf"
+    if (cwd_conf / "pipeline.yaml").is_file():
+        return cwd_conf.resolve()
+    return (Path(__file__).resolve().parent.parent / "conf").resolve()
+
+
+def load_settings(
+    conf_dir: Path | str | None = None,
+    profile: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read conf/pipeline.yaml and conf/profiles/<profile>.yaml.
+
+    The profile is the argument, else $HEADWATER_PROFILE, else 'local'.
+    Raises ConfigError naming the file and field when either file is missing or invalid.
+    """
+    env = os.environ if environ is None else environ
+    conf = Path(conf_dir).expanduser().resolve() if conf_dir else default_conf_dir(env)
+    name = profile or env.get(PROFILE_ENV) or DEFAULT_PROFILE
+    pipeline_file = conf / "pipeline.yaml"
+    profile_file = conf / "profiles" / f"{name}.yaml"
+    if not profile_file.is_file() and (conf / "profiles").is_dir():
+        known = sorted(p.stem for p in (conf / "profiles").glob("*.yaml"))
+        raise ConfigError(
+            f"{profile_file}: no such profile '{name}'; choose one of {', '.join(known) or 'none'}"
+            f" (set {PROFILE_ENV} or pass --profile)"
+        )
+    pipeline = _parse(Pipeline, pipeline_file)
+    prof = _parse(Profile, profile_file)
+    return Settings(
+        profile_name=name,
+        conf_dir=conf,
+        project_root=conf.parent,
+        pipeline=pipeline,
+        profile=prof,
+    )
+
+
+def _parse(model: type[_M], path: Path) -> _M:
+    data = _read_yaml(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (is --conf pointing at headwater's conf/?)")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of fields, not a list or value")
+    return data
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    field = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    kind = err.get("type", "")
+    if kind == "missing":
+        return f"field '{field}' is required"
+    if kind == "extra_forbidden":
+        return f"field '{field}' is not a known setting (check its spelling)"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"field '{field}': {message} (got {err.get('input')!r})"

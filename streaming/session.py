@@ -1,0 +1,62 @@
+"""The one place a SparkSession is built."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from streaming.config import Settings
+from streaming.versions import require_java, spark_jars
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def spark_conf(settings: Settings, *, ui: bool | None = None) -> dict[str, str]:
+    """Spark settings for this profile: Delta, the jars from infra/, sizing for the machine.
+
+    Raises DependencyError when Java or a jar is missing or versions disagree.
+    """
+    spark = settings.profile.spark
+    jars = spark_jars(Path(settings.resolve(spark.jars_dir)))
+    cores = os.cpu_count() or 2
+    conf = {
+        "spark.app.name": spark.app_name,
+        "spark.jars": ",".join(str(p) for p in jars.paths),
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions or cores),
+        "spark.ui.enabled": str(spark.ui_enabled if ui is None else ui).lower(),
+        "spark.sql.session.timeZone": "UTC",
+        # Delta rebuilds table state with this many tasks (default 50: far too many locally).
+        "spark.databricks.delta.snapshotPartitions": str(spark.shuffle_partitions or cores),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
+        "spark.sql.streaming.stopActiveRunOnRestart": "true",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.sql.warehouse.dir": str(settings.state_dir / "spark-warehouse"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.state_dir / 'derby'}",
+    }
+    if spark.master:
+        conf["spark.master"] = spark.master
+    conf.update(spark.extra_conf)
+    return conf
+
+
+def build_spark_session(settings: Settings, *, ui: bool | None = None) -> SparkSession:
+    """The SparkSession for `settings`, or the active one with the same settings applied.
+
+    Under spark-submit the master and jars given on the command line win over the profile.
+    Raises DependencyError when Java or a jar is missing or versions disagree.
+    """
+    require_java()
+    builder = SparkSession.builder
+    for key, value in spark_conf(settings, ui=ui).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
