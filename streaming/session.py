@@ -54,6 +54,11 @@ def build_spark_session(settings: Settings, *, ui: bool | None = None) -> SparkS
     Raises DependencyError when Java or a jar is missing or versions disagree.
     """
     require_java()
+    master = settings.profile.spark.master or ""
+    if master.startswith("local"):
+        # A local session talks to itself over loopback only (and Spark stops warning
+        # that the hostname resolves to a loopback address).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder
     for key, value in spark_conf(settings, ui=ui).items():
         builder = builder.config(key, value)

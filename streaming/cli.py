@@ -1,0 +1,205 @@
+"""`headwater`: run and manage the local platform.
+
+    headwater up | down | status          the local services (the Kafka broker)
+    headwater generate ...                the demo shop's events into Kafka
+    headwater stream bronze ...           Kafka -> bronze streams (what spark-submit runs too)
+    headwater demo                        all of it in the foreground
+    headwater check                       Java, jars and versions agree
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+from streaming.config import Settings, load_settings
+from streaming.errors import HeadwaterError
+from streaming.jobs.common import configure_logging, stop_on_signals
+
+DEMO_SECONDS_ENV = "DEMO_SECONDS"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headwater", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conf", default=None, help="conf directory (default: $HEADWATER_CONF or ./conf)")
+    parser.add_argument("--profile", default=None, help="profile in conf/profiles (default: $HEADWATER_PROFILE or local)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("up", help="start the local Kafka broker (idempotent) and create the topics")
+    commands.add_parser("down", help="stop the local Kafka broker")
+    commands.add_parser("status", help="is the local broker running and answering")
+    commands.add_parser("check", help="check Java, the jars and that their versions agree with pyspark/delta-spark")
+
+    generate = commands.add_parser("generate", help="produce the demo shop's orders and payments to Kafka")
+    generate.add_argument("--rate", type=float, default=None, help="records per second (default: as fast as possible)")
+    generate.add_argument("--count", type=int, default=None, help="stop after this many records")
+    generate.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+    generate.add_argument("--seed", type=int, default=None, help="same seed, start time and rate: same records")
+    generate.add_argument("--start-time", default=None, help="event time of the first record, ISO-8601 (default: now)")
+    generate.add_argument(
+        "--faults",
+        default="none",
+        help="'all', 'none', or a list like 'duplicates,malformed=0.05': duplicates, late, "
+        "out_of_order, malformed, violations, v2, null_values, unknown_version",
+    )
+    generate.add_argument("--no-progress", action="store_true", help="no progress line")
+
+    stream = commands.add_parser("stream", help="run streams: `stream bronze`")
+    layers = stream.add_subparsers(dest="layer", required=True, metavar="LAYER")
+    bronze = layers.add_parser("bronze", help="Kafka topics -> bronze Delta tables")
+    bronze.add_argument("--topic", action="append", default=[], help="source topic or table (repeatable; default: all)")
+    bronze.add_argument("--available-now", action="store_true", help="catch up, then stop")
+
+    demo = commands.add_parser("demo", help="broker + generator + bronze streams in the foreground")
+    demo.add_argument(
+        "--seconds", type=float, default=None, help=f"stop after this many seconds (default: ${DEMO_SECONDS_ENV} or until Ctrl-C)"
+    )
+    demo.add_argument("--rate", type=float, default=200.0, help="generated records per second")
+    demo.add_argument("--faults", default="all", help="faults the generator injects (see generate --faults)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        settings = load_settings(args.conf, args.profile)
+        return _COMMANDS[args.command](settings, args)
+    except HeadwaterError as exc:
+        print(f"headwater: {exc}", file=sys.stderr)
+        return 2
+
+
+def _up(settings: Settings, _args: argparse.Namespace) -> int:
+    from streaming.kafka_client import ensure_topics
+    from streaming.services.kafka_broker import LocalKafka
+
+    status, started = LocalKafka.from_settings(settings).up()
+    print(status.describe() + ("" if started else " (already running)"))
+    created = ensure_topics(settings.profile.kafka, settings.pipeline.sources)
+    if created:
+        print(f"kafka: created topics {', '.join(created)}")
+    return 0
+
+
+def _down(settings: Settings, _args: argparse.Namespace) -> int:
+    from streaming.services.kafka_broker import LocalKafka
+
+    print("kafka: stopped" if LocalKafka.from_settings(settings).down() else "kafka: was not running")
+    return 0
+
+
+def _status(settings: Settings, _args: argparse.Namespace) -> int:
+    from streaming.services.kafka_broker import LocalKafka
+
+    status = LocalKafka.from_settings(settings).status()
+    print(status.describe())
+    print(f"lake: {settings.table_path('', '').rstrip('/')}")
+    return 0 if status.answering else 1
+
+
+def _check(settings: Settings, _args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streaming.versions import broker_classpath, java_major_version, require_java, spark_jars
+
+    java = require_java()
+    major = java_major_version(java)
+    if major < 17:
+        raise HeadwaterError(f"{java} is Java {major}; Spark 4 and Kafka 4 need Java 17 or newer")
+    jars = spark_jars(Path(settings.resolve(settings.profile.spark.jars_dir)))
+    print(f"java: {java} (Java {major})")
+    print(f"spark jars: Delta {jars.delta_version} for Spark {jars.delta_spark_line}, Kafka connector {jars.kafka_connector_version}: agree with pyspark and delta-spark")
+    if settings.profile.local_kafka is not None:
+        broker_classpath(Path(settings.resolve(settings.profile.local_kafka.jars_dir)))
+        print("kafka broker jars: present")
+    return 0
+
+
+def _generate(settings: Settings, args: argparse.Namespace) -> int:
+    import secrets
+    from datetime import UTC
+
+    from streaming.generator.producer import produce, stderr_if_tty
+    from streaming.generator.shop import FaultRates, ShopSimulator
+    from streaming.kafka_client import ensure_topics
+
+    try:
+        faults = FaultRates.parse(args.faults)
+        start = datetime.fromisoformat(args.start_time) if args.start_time else datetime.now(UTC)
+    except ValueError as exc:
+        raise HeadwaterError(f"generate: {exc}") from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    seed = args.seed if args.seed is not None else secrets.randbits(32)
+    ensure_topics(settings.profile.kafka, settings.pipeline.sources)
+    simulator = ShopSimulator(seed, start, rate=args.rate or 100.0, faults=faults)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    report = produce(
+        settings.profile.kafka,
+        simulator,
+        rate=args.rate,
+        count=args.count,
+        seconds=args.seconds,
+        stop=stop,
+        progress=None if args.no_progress else stderr_if_tty(),
+    )
+    print(f"generate (seed {seed}): {report.summary()}")
+    return 0
+
+
+def _stream(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.runner import run_streams
+    from streaming.session import build_spark_session
+
+    stop = threading.Event()
+    stop_on_signals(stop)
+    spark = build_spark_session(settings)
+    try:
+        rows = run_streams(spark, settings, args.topic, available_now=args.available_now, stop=stop)
+    finally:
+        spark.stop()
+    for name, count in sorted(rows.items()):
+        print(f"{name}: {count:,} rows ingested")
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.demo import run_demo
+    from streaming.generator.shop import FaultRates
+
+    seconds = args.seconds
+    if seconds is None and os.environ.get(DEMO_SECONDS_ENV):
+        try:
+            seconds = float(os.environ[DEMO_SECONDS_ENV])
+        except ValueError:
+            raise HeadwaterError(f"{DEMO_SECONDS_ENV} must be a number of seconds, got {os.environ[DEMO_SECONDS_ENV]!r}") from None
+    try:
+        faults = FaultRates.parse(args.faults)
+    except ValueError as exc:
+        raise HeadwaterError(f"demo: {exc}") from None
+    stop = threading.Event()
+    stop_on_signals(stop)
+    run_demo(settings, seconds=seconds, rate=args.rate, faults=faults, stop=stop)
+    return 0
+
+
+_COMMANDS = {
+    "up": _up,
+    "down": _down,
+    "status": _status,
+    "check": _check,
+    "generate": _generate,
+    "stream": _stream,
+    "demo": _demo,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

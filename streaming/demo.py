@@ -1,0 +1,134 @@
+"""The demo: the local broker, the shop generator and the bronze streams, in the foreground.
+
+Ctrl-C (or SIGTERM, or the end of `seconds`) stops everything it started: the generator, the
+streams, Spark, and the broker if it was not already running.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING
+
+from streaming.config import Settings
+from streaming.errors import HeadwaterError
+from streaming.generator.producer import GenerationReport, produce
+from streaming.generator.shop import FaultRates, ShopSimulator
+from streaming.kafka_client import ensure_topics
+from streaming.services.kafka_broker import LocalKafka
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from streaming.progress import ProgressRecorder
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 5.0
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    seconds: float | None,
+    rate: float,
+    faults: FaultRates,
+    stop: threading.Event,
+    out: IO[str] = sys.stdout,
+) -> dict[str, int]:
+    """Run the demo until `stop` is set or `seconds` pass; returns rows per bronze table."""
+    # Spark is imported here so the CLI's other commands start fast.
+    from streaming.bronze import LAYER
+    from streaming.progress import ProgressRecorder
+    from streaming.runner import start_streams, stop_queries, watch
+    from streaming.session import build_spark_session
+
+    broker = LocalKafka.from_settings(settings)
+    status, started_broker = broker.up()
+    print(status.describe() + (" (started by the demo)" if started_broker else ""), file=out)
+    generator_error: list[BaseException] = []
+    report = GenerationReport()
+    try:
+        ensure_topics(settings.profile.kafka, settings.pipeline.sources)
+        spark = build_spark_session(settings)
+        print(f"spark: {spark.sparkContext.master}, Spark {spark.version}, UI {spark.sparkContext.uiWebUrl or 'off'}", file=out)
+        seed = secrets.randbits(32)
+        simulator = ShopSimulator(seed, datetime.now(UTC), rate=rate, faults=faults)
+
+        def generate() -> None:
+            try:
+                nonlocal report
+                report = produce(settings.profile.kafka, simulator, rate=rate, stop=stop)
+            except BaseException as exc:  # reported by the main thread
+                generator_error.append(exc)
+                stop.set()
+
+        started = time.monotonic()
+        ends = started + seconds if seconds else None
+        with ProgressRecorder(spark, settings) as recorder:
+            queries = start_streams(spark, settings, settings.pipeline.sources, available_now=False)
+            generator = threading.Thread(target=generate, name="generator", daemon=True)
+            generator.start()
+            print(
+                f"demo: generating ~{rate:g} events/s (seed {seed}) into "
+                f"{', '.join(s.topic for s in settings.pipeline.sources if s.kind == 'events')}; "
+                f"bronze tables under {settings.table_path(LAYER, '')}"
+                + (f"; stops after {seconds:g} s" if seconds else "; Ctrl-C stops everything"),
+                file=out,
+            )
+            last_status = [started]
+
+            def tick() -> None:
+                if time.monotonic() - last_status[0] >= STATUS_EVERY_S:
+                    last_status[0] = time.monotonic()
+                    print(_status_line(recorder, started), file=out, flush=True)
+
+            try:
+                watch(
+                    queries,
+                    stop=stop,
+                    deadline=(lambda: time.monotonic() >= ends) if ends else None,
+                    on_tick=tick,
+                )
+            finally:
+                stop.set()
+                generator.join(timeout=120)
+                stop_queries(queries)
+        rows = {
+            s.table_name: spark.read.format("delta").load(settings.table_path(LAYER, s.table_name)).count()
+            for s in settings.pipeline.sources
+            if _exists(spark, settings.table_path(LAYER, s.table_name))
+        }
+        spark.stop()
+    finally:
+        if started_broker:
+            broker.down()
+            print("kafka: stopped (the demo started it)", file=out)
+    if generator_error:
+        error = generator_error[0]
+        raise error if isinstance(error, HeadwaterError) else HeadwaterError(f"the generator failed: {error}")
+    print(f"generator: {report.summary()}", file=out)
+    for table, count in sorted(rows.items()):
+        print(f"bronze.{table}: {count:,} rows", file=out)
+    return rows
+
+
+def _status_line(recorder: ProgressRecorder, started: float) -> str:
+    parts = []
+    for name, last in sorted(recorder.last_by_query.items()):
+        behind = last.get("offsets_behind_latest")
+        parts.append(
+            f"{name} {recorder.rows_by_query[name]:,} rows "
+            f"({last.get('input_rows_per_second') or 0:,.0f}/s, {behind if behind is not None else '?'} behind)"
+        )
+    return f"[{time.monotonic() - started:5.0f} s] " + ("; ".join(parts) or "waiting for the first batch")
+
+
+def _exists(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path))

@@ -1,0 +1,125 @@
+"""Running the configured streams: start them, watch them, stop them cleanly.
+
+Used by the CLI, the spark-submit jobs and the demo alike, so a stream behaves the same
+however it is started.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from streaming.bronze import start_bronze
+from streaming.config import Settings, Source
+from streaming.errors import HeadwaterError
+from streaming.progress import ProgressRecorder
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+
+
+class StreamFailed(HeadwaterError):
+    """A stream stopped with an error."""
+
+
+def select_sources(settings: Settings, topics: Sequence[str] | None) -> list[Source]:
+    """The sources named by topic or table name (all of them when `topics` is empty)."""
+    if not topics:
+        return list(settings.pipeline.sources)
+    return [settings.pipeline.source(t) for t in topics]
+
+
+def explain_failure(query_name: str, exc: BaseException) -> StreamFailed:
+    """A StreamFailed whose message says in one sentence what went wrong and what to do."""
+    text = str(exc)
+    if "KAFKA_DATA_LOSS" in text or "failOnDataLoss" in text or "data may have been lost" in text.lower():
+        return StreamFailed(
+            f"stream {query_name} stopped because Kafka no longer holds records its checkpoint "
+            "had not read yet (retention deleted them, or the topic was deleted and recreated), "
+            "so going on would lose them silently: replay them from their source, or set "
+            "bronze.fail_on_data_loss: false in conf/pipeline.yaml to skip the gap"
+        )
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return StreamFailed(f"stream {query_name} stopped with an error: {first_line}")
+
+
+def start_streams(
+    spark: SparkSession, settings: Settings, sources: Sequence[Source], *, available_now: bool
+) -> list[StreamingQuery]:
+    """Start one bronze query per source; on a failure, stop those already started."""
+    queries: list[StreamingQuery] = []
+    try:
+        for source in sources:
+            queries.append(start_bronze(spark, settings, source, available_now=available_now))
+    except BaseException:
+        stop_queries(queries)
+        raise
+    return queries
+
+
+def stop_queries(queries: Sequence[StreamingQuery]) -> None:
+    for query in queries:
+        try:
+            if query.isActive:
+                query.stop()
+        except Exception:  # stopping the rest matters more than this one's error
+            log.exception("could not stop stream %s cleanly", query.name)
+
+
+def watch(
+    queries: Sequence[StreamingQuery],
+    *,
+    stop: threading.Event,
+    deadline: Callable[[], bool] | None = None,
+    on_tick: Callable[[], None] | None = None,
+) -> None:
+    """Block until `stop` is set, `deadline()` says so, or a query dies (StreamFailed).
+
+    With availableNow queries this returns once all of them have caught up and ended.
+    """
+    while not stop.is_set():
+        for query in queries:
+            if not query.isActive:
+                error = query.exception()
+                if error is not None:
+                    raise explain_failure(query.name or query.id, error)
+        if all(not q.isActive for q in queries):
+            return
+        if deadline is not None and deadline():
+            return
+        if on_tick is not None:
+            on_tick()
+        stop.wait(POLL_SECONDS)
+
+
+def run_streams(
+    spark: SparkSession,
+    settings: Settings,
+    topics: Sequence[str] | None = None,
+    *,
+    available_now: bool = False,
+    stop: threading.Event | None = None,
+) -> dict[str, int]:
+    """Run the bronze streams of `topics` (default: every source) with progress recording.
+
+    Continuous mode runs until `stop` is set (or Ctrl-C); availableNow mode returns once every
+    stream has caught up with what Kafka held when it started. Returns rows ingested per stream.
+    Raises StreamFailed when a stream dies.
+    """
+    sources = select_sources(settings, topics)
+    stop = stop or threading.Event()
+    with ProgressRecorder(spark, settings) as recorder:
+        queries = start_streams(spark, settings, sources, available_now=available_now)
+        try:
+            watch(queries, stop=stop)
+        except StreamingQueryException as exc:
+            raise explain_failure("bronze", exc) from None
+        finally:
+            stop_queries(queries)
+        return dict(recorder.rows_by_query)
