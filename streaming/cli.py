@@ -1,10 +1,10 @@
 """`headwater`: run and manage the local platform.
 
-    headwater up | down | status          the local services (the Kafka broker)
-    headwater generate ...                the demo shop's events into Kafka
-    headwater stream bronze ...           Kafka -> bronze streams (what spark-submit runs too)
-    headwater demo                        all of it in the foreground
-    headwater check                       Java, jars and versions agree
+headwater up | down | status          the local services (the Kafka broker)
+headwater generate ...                the demo shop's events into Kafka
+headwater stream bronze ...           Kafka -> bronze streams (what spark-submit runs too)
+headwater demo                        all of it in the foreground
+headwater check                       Java, jars and versions agree
 """
 
 from __future__ import annotations
@@ -24,23 +24,45 @@ DEMO_SECONDS_ENV = "DEMO_SECONDS"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="headwater", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conf", default=None, help="conf directory (default: $HEADWATER_CONF or ./conf)")
-    parser.add_argument("--profile", default=None, help="profile in conf/profiles (default: $HEADWATER_PROFILE or local)")
+    parser = argparse.ArgumentParser(
+        prog="headwater", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--conf", default=None, help="conf directory (default: $HEADWATER_CONF or ./conf)"
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="profile in conf/profiles (default: $HEADWATER_PROFILE or local)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("up", help="start the local Kafka broker (idempotent) and create the topics")
+    commands.add_parser(
+        "up", help="start the local Kafka broker (idempotent) and create the topics"
+    )
     commands.add_parser("down", help="stop the local Kafka broker")
     commands.add_parser("status", help="is the local broker running and answering")
-    commands.add_parser("check", help="check Java, the jars and that their versions agree with pyspark/delta-spark")
+    commands.add_parser(
+        "check", help="check Java, the jars and that their versions agree with pyspark/delta-spark"
+    )
 
-    generate = commands.add_parser("generate", help="produce the demo shop's orders and payments to Kafka")
-    generate.add_argument("--rate", type=float, default=None, help="records per second (default: as fast as possible)")
+    generate = commands.add_parser(
+        "generate", help="produce the demo shop's orders and payments to Kafka"
+    )
+    generate.add_argument(
+        "--rate", type=float, default=None, help="records per second (default: as fast as possible)"
+    )
     generate.add_argument("--count", type=int, default=None, help="stop after this many records")
-    generate.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
-    generate.add_argument("--seed", type=int, default=None, help="same seed, start time and rate: same records")
-    generate.add_argument("--start-time", default=None, help="event time of the first record, ISO-8601 (default: now)")
+    generate.add_argument(
+        "--seconds", type=float, default=None, help="stop after this many seconds"
+    )
+    generate.add_argument(
+        "--seed", type=int, default=None, help="same seed, start time and rate: same records"
+    )
+    generate.add_argument(
+        "--start-time", default=None, help="event time of the first record, ISO-8601 (default: now)"
+    )
     generate.add_argument(
         "--faults",
         default="none",
@@ -52,15 +74,25 @@ def _parser() -> argparse.ArgumentParser:
     stream = commands.add_parser("stream", help="run streams: `stream bronze`")
     layers = stream.add_subparsers(dest="layer", required=True, metavar="LAYER")
     bronze = layers.add_parser("bronze", help="Kafka topics -> bronze Delta tables")
-    bronze.add_argument("--topic", action="append", default=[], help="source topic or table (repeatable; default: all)")
+    bronze.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        help="source topic or table (repeatable; default: all)",
+    )
     bronze.add_argument("--available-now", action="store_true", help="catch up, then stop")
 
     demo = commands.add_parser("demo", help="broker + generator + bronze streams in the foreground")
     demo.add_argument(
-        "--seconds", type=float, default=None, help=f"stop after this many seconds (default: ${DEMO_SECONDS_ENV} or until Ctrl-C)"
+        "--seconds",
+        type=float,
+        default=None,
+        help=f"stop after this many seconds (default: ${DEMO_SECONDS_ENV} or until Ctrl-C)",
     )
     demo.add_argument("--rate", type=float, default=200.0, help="generated records per second")
-    demo.add_argument("--faults", default="all", help="faults the generator injects (see generate --faults)")
+    demo.add_argument(
+        "--faults", default="all", help="faults the generator injects (see generate --faults)"
+    )
     return parser
 
 
@@ -90,7 +122,9 @@ def _up(settings: Settings, _args: argparse.Namespace) -> int:
 def _down(settings: Settings, _args: argparse.Namespace) -> int:
     from streaming.services.kafka_broker import LocalKafka
 
-    print("kafka: stopped" if LocalKafka.from_settings(settings).down() else "kafka: was not running")
+    print(
+        "kafka: stopped" if LocalKafka.from_settings(settings).down() else "kafka: was not running"
+    )
     return 0
 
 
@@ -114,7 +148,9 @@ def _check(settings: Settings, _args: argparse.Namespace) -> int:
         raise HeadwaterError(f"{java} is Java {major}; Spark 4 and Kafka 4 need Java 17 or newer")
     jars = spark_jars(Path(settings.resolve(settings.profile.spark.jars_dir)))
     print(f"java: {java} (Java {major})")
-    print(f"spark jars: Delta {jars.delta_version} for Spark {jars.delta_spark_line}, Kafka connector {jars.kafka_connector_version}: agree with pyspark and delta-spark")
+    print(
+        f"spark jars: Delta {jars.delta_version} for Spark {jars.delta_spark_line}, Kafka connector {jars.kafka_connector_version}: agree with pyspark and delta-spark"
+    )
     if settings.profile.local_kafka is not None:
         broker_classpath(Path(settings.resolve(settings.profile.local_kafka.jars_dir)))
         print("kafka broker jars: present")
@@ -179,7 +215,9 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         try:
             seconds = float(os.environ[DEMO_SECONDS_ENV])
         except ValueError:
-            raise HeadwaterError(f"{DEMO_SECONDS_ENV} must be a number of seconds, got {os.environ[DEMO_SECONDS_ENV]!r}") from None
+            raise HeadwaterError(
+                f"{DEMO_SECONDS_ENV} must be a number of seconds, got {os.environ[DEMO_SECONDS_ENV]!r}"
+            ) from None
     try:
         faults = FaultRates.parse(args.faults)
     except ValueError as exc:

@@ -42,7 +42,9 @@ class Source(_Frozen):
     """A Kafka topic headwater ingests."""
 
     topic: str = Field(description="Kafka topic name")
-    kind: Literal["events", "cdc"] = Field("events", description="application events or Debezium CDC")
+    kind: Literal["events", "cdc"] = Field(
+        "events", description="application events or Debezium CDC"
+    )
     partitions: Annotated[int, Field(ge=1)] = 3
     replication_factor: Annotated[int, Field(ge=1)] = 1
     description: str = ""
@@ -167,6 +169,9 @@ class LocalKafkaSettings(_Frozen):
     controller_port: Annotated[int, Field(ge=1, le=65535)] = 9093
     heap: str = "512m"
     jars_dir: str = "infra/jars/kafka"
+    config_dir: str = Field(
+        "infra/kafka", description="server.properties.template, log4j2.properties"
+    )
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> LocalKafkaSettings:
@@ -284,7 +289,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found (is --conf pointing at headwater's conf/?)")
+        raise ConfigError(f"{path}: file not found (is --conf pointing at headwater's conf/?)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     try:

@@ -55,7 +55,10 @@ def run_demo(
     try:
         ensure_topics(settings.profile.kafka, settings.pipeline.sources)
         spark = build_spark_session(settings)
-        print(f"spark: {spark.sparkContext.master}, Spark {spark.version}, UI {spark.sparkContext.uiWebUrl or 'off'}", file=out)
+        print(
+            f"spark: {spark.sparkContext.master}, Spark {spark.version}, UI {spark.sparkContext.uiWebUrl or 'off'}",
+            file=out,
+        )
         seed = secrets.randbits(32)
         simulator = ShopSimulator(seed, datetime.now(UTC), rate=rate, faults=faults)
 
@@ -99,7 +102,9 @@ def run_demo(
                 generator.join(timeout=120)
                 stop_queries(queries)
         rows = {
-            s.table_name: spark.read.format("delta").load(settings.table_path(LAYER, s.table_name)).count()
+            s.table_name: spark.read.format("delta")
+            .load(settings.table_path(LAYER, s.table_name))
+            .count()
             for s in settings.pipeline.sources
             if _exists(spark, settings.table_path(LAYER, s.table_name))
         }
@@ -110,7 +115,11 @@ def run_demo(
             print("kafka: stopped (the demo started it)", file=out)
     if generator_error:
         error = generator_error[0]
-        raise error if isinstance(error, HeadwaterError) else HeadwaterError(f"the generator failed: {error}")
+        raise (
+            error
+            if isinstance(error, HeadwaterError)
+            else HeadwaterError(f"the generator failed: {error}")
+        )
     print(f"generator: {report.summary()}", file=out)
     for table, count in sorted(rows.items()):
         print(f"bronze.{table}: {count:,} rows", file=out)
@@ -125,7 +134,9 @@ def _status_line(recorder: ProgressRecorder, started: float) -> str:
             f"{name} {recorder.rows_by_query[name]:,} rows "
             f"({last.get('input_rows_per_second') or 0:,.0f}/s, {behind if behind is not None else '?'} behind)"
         )
-    return f"[{time.monotonic() - started:5.0f} s] " + ("; ".join(parts) or "waiting for the first batch")
+    return f"[{time.monotonic() - started:5.0f} s] " + (
+        "; ".join(parts) or "waiting for the first batch"
+    )
 
 
 def _exists(spark: SparkSession, path: str) -> bool:

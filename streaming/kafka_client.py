@@ -13,15 +13,20 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from streaming.config import KafkaSettings, Source
 from streaming.errors import ConfigError, ServiceError
 
 _LIBRDKAFKA_LOG = logging.getLogger("headwater.librdkafka")
 _LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)
-_RETRIABLE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TRANSPORT, KafkaError._TIMED_OUT}
+_RETRIABLE = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+}
 
 _JAAS_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
@@ -40,9 +45,7 @@ def _secret(name: str, environ: Mapping[str, str]) -> str:
     return value
 
 
-def client_config(
-    kafka: KafkaSettings, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def client_config(kafka: KafkaSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """librdkafka settings (confluent-kafka) for the profile's Kafka."""
     env = os.environ if environ is None else environ
     conf: dict[str, Any] = {
@@ -110,7 +113,9 @@ def wait_until_ready(kafka: KafkaSettings, deadline_s: float = 60.0) -> None:
     )
 
 
-def ensure_topics(kafka: KafkaSettings, sources: Iterable[Source], timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(
+    kafka: KafkaSettings, sources: Iterable[Source], timeout_s: float = 30.0
+) -> list[str]:
     """Create the sources' topics that do not exist yet; returns the names it created."""
     client = admin(kafka)
     existing = set(client.list_topics(timeout=timeout_s).topics)
@@ -138,17 +143,23 @@ def _wait_for_leaders(client: AdminClient, topics: list[str], timeout_s: float) 
     while time.monotonic() < give_up:
         meta = client.list_topics(timeout=timeout_s).topics
         if all(
-            t in meta and meta[t].partitions and all(p.leader >= 0 for p in meta[t].partitions.values())
+            t in meta
+            and meta[t].partitions
+            and all(p.leader >= 0 for p in meta[t].partitions.values())
             for t in topics
         ):
             return
         time.sleep(0.2)
-    raise ServiceError(f"Kafka topics {', '.join(topics)} got no partition leader in {timeout_s:.0f} s")
+    raise ServiceError(
+        f"Kafka topics {', '.join(topics)} got no partition leader in {timeout_s:.0f} s"
+    )
 
 
 def end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
     """The high watermark of each partition of `topic` (how many offsets it has used)."""
-    consumer = Consumer({**client_config(kafka), "group.id": "headwater-offsets", "enable.auto.commit": False})
+    consumer = Consumer(
+        {**client_config(kafka), "group.id": "headwater-offsets", "enable.auto.commit": False}
+    )
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if meta is None or meta.error is not None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQueryListener
+from pyspark.sql.streaming.listener import StreamingQueryListener
 from pyspark.sql.types import (
     ArrayType,
     DoubleType,
@@ -141,7 +141,11 @@ def _float(value: Any) -> float | None:
 def _timestamp(value: Any) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC).replace(tzinfo=None)
+    return (
+        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        .astimezone(UTC)
+        .replace(tzinfo=None)
+    )
 
 
 class _Listener(StreamingQueryListener):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from streaming.bronze import start_bronze
 from streaming.config import Settings, Source
@@ -38,7 +38,11 @@ def select_sources(settings: Settings, topics: Sequence[str] | None) -> list[Sou
 def explain_failure(query_name: str, exc: BaseException) -> StreamFailed:
     """A StreamFailed whose message says in one sentence what went wrong and what to do."""
     text = str(exc)
-    if "KAFKA_DATA_LOSS" in text or "failOnDataLoss" in text or "data may have been lost" in text.lower():
+    if (
+        "KAFKA_DATA_LOSS" in text
+        or "failOnDataLoss" in text
+        or "data may have been lost" in text.lower()
+    ):
         return StreamFailed(
             f"stream {query_name} stopped because Kafka no longer holds records its checkpoint "
             "had not read yet (retention deleted them, or the topic was deleted and recreated), "

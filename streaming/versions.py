@@ -17,7 +17,9 @@ from pathlib import Path
 from streaming.errors import DependencyError
 
 SCALA_BINARY = "2.13"
-_DELTA_JAR = re.compile(rf"^delta-spark_(?P<line>\d+\.\d+)_{SCALA_BINARY}-(?P<version>[\w.-]+)\.jar$")
+_DELTA_JAR = re.compile(
+    rf"^delta-spark_(?P<line>\d+\.\d+)_{SCALA_BINARY}-(?P<version>[\w.-]+)\.jar$"
+)
 _KAFKA_CONNECTOR_JAR = re.compile(
     rf"^spark-sql-kafka-0-10_{SCALA_BINARY}-(?P<version>[\w.-]+)\.jar$"
 )
@@ -78,9 +80,14 @@ def spark_jars(jars_dir: Path) -> SparkJars:
     if not jars_dir.is_dir() or not any(jars_dir.glob("*.jar")):
         raise DependencyError(f"Spark's jar folder {jars_dir} is missing or empty: {JARS_HINT}")
     names = {p.name: p for p in jars_dir.glob("*.jar")}
-    delta = _single(names, _DELTA_JAR, f"the Delta Lake jar (delta-spark_*_{SCALA_BINARY})", jars_dir)
+    delta = _single(
+        names, _DELTA_JAR, f"the Delta Lake jar (delta-spark_*_{SCALA_BINARY})", jars_dir
+    )
     connector = _single(
-        names, _KAFKA_CONNECTOR_JAR, f"the Spark Kafka connector jar (spark-sql-kafka-0-10_{SCALA_BINARY})", jars_dir
+        names,
+        _KAFKA_CONNECTOR_JAR,
+        f"the Spark Kafka connector jar (spark-sql-kafka-0-10_{SCALA_BINARY})",
+        jars_dir,
     )
     jars = SparkJars(
         paths=tuple(sorted(names.values())),
@@ -95,9 +102,7 @@ def spark_jars(jars_dir: Path) -> SparkJars:
 def check_agreement(jars: SparkJars, pyspark_version: str, delta_python_version: str) -> None:
     """Fail unless pyspark, delta-spark and the jars name the same Spark and Delta versions."""
     spark_line = ".".join(pyspark_version.split(".")[:2])
-    hint = (
-        "make pyproject.toml's pins and infra/pom.xml's properties agree, then run `make setup`"
-    )
+    hint = "make pyproject.toml's pins and infra/pom.xml's properties agree, then run `make setup`"
     if jars.kafka_connector_version != pyspark_version:
         raise DependencyError(
             f"pyspark {pyspark_version} is installed but the Spark Kafka connector jar is "
@@ -122,7 +127,9 @@ def broker_classpath(jars_dir: Path) -> str:
     return f"{jars_dir}/*"
 
 
-def _single(names: dict[str, Path], pattern: re.Pattern[str], what: str, where: Path) -> re.Match[str]:
+def _single(
+    names: dict[str, Path], pattern: re.Pattern[str], what: str, where: Path
+) -> re.Match[str]:
     found = [m for m in (pattern.match(n) for n in names) if m]
     if not found:
         raise DependencyError(f"{what} is missing from {where}: {JARS_HINT}")

@@ -125,7 +125,12 @@ def produce(
             return
         report.delivered += 1
         item = Delivered(
-            msg.topic() or "", msg.partition() or 0, msg.offset() or 0, record.key, record.value, record.fault
+            msg.topic() or "",
+            msg.partition() or 0,
+            msg.offset() or 0,
+            record.key,
+            record.value,
+            record.fault,
         )
         if keep_deliveries:
             report.deliveries.append(item)

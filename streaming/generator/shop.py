@@ -23,13 +23,13 @@ PAYMENTS_TOPIC = "shop.payments"
 CURRENCIES = ("EUR", "USD", "GBP", "JPY")
 PAYMENT_METHODS = ("card", "bank_transfer", "wallet")
 FAULT_KINDS = (
-    "duplicates",       # an earlier record sent again: same key, same value
-    "late",             # event_time minutes to hours in the past (inside the 24 h horizon)
-    "out_of_order",     # held back and sent after a few newer records
-    "malformed",        # not valid JSON (truncated or not UTF-8)
-    "violations",       # valid JSON that breaks one contract rule
-    "v2",               # order events of contract version 2 (with coupon_code)
-    "null_values",      # a record with a null value on an event topic
+    "duplicates",  # an earlier record sent again: same key, same value
+    "late",  # event_time minutes to hours in the past (inside the 24 h horizon)
+    "out_of_order",  # held back and sent after a few newer records
+    "malformed",  # not valid JSON (truncated or not UTF-8)
+    "violations",  # valid JSON that breaks one contract rule
+    "v2",  # order events of contract version 2 (with coupon_code)
+    "null_values",  # a record with a null value on an event topic
     "unknown_version",  # a schema_version no contract knows
 )
 DEFAULT_FAULT_RATES: Mapping[str, float] = {
@@ -110,6 +110,8 @@ class ShopSimulator:
         rate: float = 100.0,
         faults: FaultRates | None = None,
         customers: int = 500,
+        orders_topic: str = ORDERS_TOPIC,
+        payments_topic: str = PAYMENTS_TOPIC,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -117,12 +119,14 @@ class ShopSimulator:
         self.clock = start_time.astimezone(UTC)
         self.step = timedelta(seconds=1.0 / rate)
         self.faults = faults or FaultRates()
+        self.orders_topic = orders_topic
+        self.payments_topic = payments_topic
         self.customers = [f"C{n:05d}" for n in range(1, customers + 1)]
         self._order_seq = 0
         self._payment_seq = 0
         self._placed: deque[dict[str, Any]] = deque(maxlen=2000)  # orders that may be cancelled
         self._recent: deque[Record] = deque(maxlen=500)  # clean records a duplicate copies
-        self._pending: list[Record] = []  # payments waiting for their order
+        self._awaiting_payment: list[dict[str, Any]] = []  # orders whose payment comes next
         self._held: list[tuple[int, Record]] = []  # out-of-order records, released later
         self._emitted = 0
 
@@ -142,8 +146,13 @@ class ShopSimulator:
         self.clock += self.step
         if self.faults["duplicates"] and self._recent and self._chance("duplicates"):
             original = self.rng.choice(self._recent)
-            return Record(original.topic, original.key, original.value, "duplicates", original.headers)
-        record = self._pending.pop(0) if self._pending else self._business_record()
+            return Record(
+                original.topic, original.key, original.value, "duplicates", original.headers
+            )
+        if self._awaiting_payment:
+            record = self._payment_record(self._awaiting_payment.pop(0))
+        else:
+            record = self._business_record()
         if record.fault is None and self._chance("out_of_order"):
             held = Record(record.topic, record.key, record.value, "out_of_order", record.headers)
             self._held.append((self._emitted + self.rng.randint(2, 6), held))
@@ -168,7 +177,7 @@ class ShopSimulator:
         }
         self._placed.append(order)
         if self.rng.random() < 0.9:
-            self._pending.append(self._payment_record(order))
+            self._awaiting_payment.append(order)
         return self._order_record(order, "OrderPlaced")
 
     # --- records ---------------------------------------------------------------------
@@ -198,7 +207,7 @@ class ShopSimulator:
             event["schema_version"] = 2
             event["coupon_code"] = self.rng.choice([None, "WELCOME10", "SPRING5", "VIP20"])
             fault = fault or "v2"
-        return self._finish(ORDERS_TOPIC, order["order_id"], event, fault)
+        return self._finish(self.orders_topic, order["order_id"], event, fault)
 
     def _payment_record(self, order: dict[str, Any]) -> Record:
         self._payment_seq += 1
@@ -214,7 +223,7 @@ class ShopSimulator:
             "currency": order["currency"],
             "method": self.rng.choice(PAYMENT_METHODS),
         }
-        return self._finish(PAYMENTS_TOPIC, order["order_id"], event, fault)
+        return self._finish(self.payments_topic, order["order_id"], event, fault)
 
     def _finish(self, topic: str, key: str, event: dict[str, Any], fault: str | None) -> Record:
         headers: tuple[tuple[str, bytes], ...] = (("producer", b"headwater-generator"),)

@@ -18,8 +18,14 @@ log = logging.getLogger("headwater")
 
 def job_arguments(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--conf", default=None, help="conf directory (default: $HEADWATER_CONF or ./conf)")
-    parser.add_argument("--profile", default=None, help="profile in conf/profiles (default: $HEADWATER_PROFILE or local)")
+    parser.add_argument(
+        "--conf", default=None, help="conf directory (default: $HEADWATER_CONF or ./conf)"
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="profile in conf/profiles (default: $HEADWATER_PROFILE or local)",
+    )
     return parser
 
 

@@ -8,6 +8,7 @@ All its files live under <state_dir>/kafka/.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -60,12 +61,12 @@ class LocalKafka:
         self,
         local: LocalKafkaSettings,
         state_dir: Path,
-        project_root: Path,
+        config_dir: Path,
         jars_dir: Path,
     ) -> None:
         self.local = local
         self.home = state_dir / "kafka"
-        self.project_root = project_root
+        self.config_dir = config_dir
         self.jars_dir = jars_dir
         self.kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{local.port}")
 
@@ -81,7 +82,7 @@ class LocalKafka:
         return cls(
             local,
             settings.state_dir,
-            settings.project_root,
+            Path(settings.resolve(local.config_dir)),
             Path(settings.resolve(local.jars_dir)),
         )
 
@@ -135,7 +136,10 @@ class LocalKafka:
         if self._pid() is not None:
             wait_until_ready(self.kafka, START_DEADLINE_S)
             return self.status(), False
-        for port, what in ((self.local.port, "port"), (self.local.controller_port, "controller_port")):
+        for port, what in (
+            (self.local.port, "port"),
+            (self.local.controller_port, "controller_port"),
+        ):
             if port_in_use(port):
                 raise ServiceError(
                     f"port {port} on 127.0.0.1 is already in use by another program: stop it, "
@@ -205,9 +209,12 @@ class LocalKafka:
     # --- helpers -----------------------------------------------------------------------
 
     def _infra(self, name: str) -> Path:
-        path = self.project_root / "infra" / "kafka" / name
+        path = self.config_dir / name
         if not path.is_file():
-            raise ConfigError(f"{path} is missing: the local broker's config comes from infra/kafka/")
+            raise ConfigError(
+                f"{path} is missing: set local_kafka.config_dir to the folder holding the "
+                "broker's server.properties.template and log4j2.properties (infra/kafka/)"
+            )
         return path
 
     def _write_config(self) -> None:
@@ -224,9 +231,21 @@ class LocalKafka:
     def _format(self, java: str, classpath: str) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         done = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.properties_file)],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                java,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.properties_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if done.returncode != 0:
             raise ServiceError(
@@ -259,9 +278,7 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     if state == "Z":
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         return False
     return True

@@ -1,0 +1,56 @@
+# headwater: the two commands a new user runs are `make demo` and `make test`.
+# Everything else here is a step they take for you.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+JARS_STAMP := infra/jars/.resolved
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit lint jars up down status clean
+
+## setup: virtualenv with headwater and its pinned dependencies, plus the JVM jars
+setup: $(PY_STAMP) $(JARS_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || \
+	  { echo "headwater: Python 3.11 is needed as '$(PYTHON)': install it or run make PYTHON=/path/to/python3.11"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+## jars: Delta, the Spark Kafka connector and the Kafka broker from Maven Central
+jars: $(JARS_STAMP)
+
+$(JARS_STAMP): infra/pom.xml infra/maven/spark/pom.xml infra/maven/kafka/pom.xml
+	@command -v java >/dev/null || { echo "headwater: Java was not found: install a JDK 17 (apt-get install openjdk-17-jdk-headless)"; exit 2; }
+	@command -v mvn >/dev/null || { echo "headwater: Maven was not found: install it (apt-get install maven)"; exit 2; }
+	rm -rf infra/jars
+	mvn -q -B -f infra/pom.xml package
+	touch $@
+
+## demo: set up, start the broker, the generator and the streams in the foreground (Ctrl-C stops all)
+demo: setup
+	$(BIN)/headwater demo
+
+## test: set up, lint, type-check and run every test tier
+test: setup lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-unit: the fast tier (seconds)
+test-unit: setup
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check streaming orchestration tests
+	$(BIN)/mypy
+
+up down status: setup
+	$(BIN)/headwater $@
+
+## clean: stop the broker and delete all local state (.headwater/), keeping the venv and jars
+clean:
+	-[ -x $(BIN)/headwater ] && $(BIN)/headwater down
+	rm -rf .headwater

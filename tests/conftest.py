@@ -1,0 +1,108 @@
+"""Shared fixtures: one SparkSession and one real Kafka broker per test session; every test
+gets its own conf directory, topics and lake paths, so tests never share state."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pyspark.sql import SparkSession
+
+from streaming.config import Settings, load_settings
+from streaming.services.kafka_broker import LocalKafka
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_conf(
+    root: Path,
+    *,
+    topics: list[str] | None = None,
+    kafka_port: int = 9092,
+    controller_port: int = 9093,
+    pipeline: dict[str, Any] | None = None,
+    spark: dict[str, Any] | None = None,
+) -> Settings:
+    """A complete conf/ under `root` (absolute paths to the repo's jars and infra), loaded."""
+    conf = root / "conf"
+    (conf / "profiles").mkdir(parents=True, exist_ok=True)
+    sources = [{"topic": t, "partitions": 3} for t in (topics or ["shop.orders"])]
+    pipeline_doc: dict[str, Any] = {"sources": sources, "progress": {"flush_interval_seconds": 1}}
+    pipeline_doc.update(pipeline or {})
+    profile_doc = {
+        "state_dir": str(root / "state"),
+        "spark": {
+            "master": "local[2]",
+            "app_name": "headwater-test",
+            "shuffle_partitions": 2,
+            "ui_enabled": False,
+            "jars_dir": str(REPO / "infra/jars/spark"),
+            **(spark or {}),
+        },
+        "kafka": {"bootstrap_servers": f"127.0.0.1:{kafka_port}"},
+        "local_kafka": {
+            "port": kafka_port,
+            "controller_port": controller_port,
+            "heap": "384m",
+            "jars_dir": str(REPO / "infra/jars/kafka"),
+            "config_dir": str(REPO / "infra/kafka"),
+        },
+        "lake": {"root": str(root / "lake"), "checkpoints": str(root / "checkpoints")},
+    }
+    (conf / "pipeline.yaml").write_text(yaml.safe_dump(pipeline_doc))
+    (conf / "profiles" / "local.yaml").write_text(yaml.safe_dump(profile_doc))
+    return load_settings(conf, "local", environ={})
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
+    """The one local SparkSession of the test run, built by headwater's own factory."""
+    from streaming.session import build_spark_session
+
+    settings = write_conf(tmp_path_factory.mktemp("spark"))
+    session = build_spark_session(settings)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A real single-node KRaft broker on free loopback ports, started by headwater's own
+    broker manager; yields the settings that point at it."""
+    root = tmp_path_factory.mktemp("broker")
+    settings = write_conf(root, kafka_port=free_port(), controller_port=free_port())
+    local = LocalKafka.from_settings(settings)
+    local.up()
+    yield settings
+    local.down()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for topic names and paths."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def pipeline(broker: Settings, tmp_path: Path, unique: str) -> Settings:
+    """Settings of this test: its own topics (orders and payments) on the shared broker and
+    its own lake under tmp_path."""
+    port = int(broker.profile.kafka.bootstrap_servers.rsplit(":", 1)[1])
+    assert broker.profile.local_kafka is not None
+    return write_conf(
+        tmp_path,
+        topics=[f"t{unique}.orders", f"t{unique}.payments"],
+        kafka_port=port,
+        controller_port=broker.profile.local_kafka.controller_port,
+    )

@@ -1,0 +1,118 @@
+"""conf/ loads into typed models; a bad file stops with a sentence naming file and field."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from streaming.config import load_settings
+from streaming.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    return tmp_path / "conf"
+
+
+def test_repository_conf_loads_both_profiles() -> None:
+    local = load_settings(REPO / "conf", "local", environ={})
+    assert [s.table_name for s in local.pipeline.sources] == [
+        "shop_orders",
+        "shop_payments",
+        "shop_public_customers",
+    ]
+    assert local.pipeline.bronze.trigger_interval == "1 second"
+    assert local.pipeline.bronze.fail_on_data_loss is True
+    assert local.table_path("bronze", "shop_orders") == str(
+        REPO / ".headwater/lake/bronze/shop_orders"
+    )
+    cluster = load_settings(REPO / "conf", "cluster", environ={})
+    assert cluster.profile.spark.master is None
+    assert cluster.profile.kafka.security_protocol == "SASL_SSL"
+    assert cluster.table_path("silver", "orders") == "s3a://headwater-lake/lake/silver/orders"
+    assert cluster.profile.local_kafka is None
+
+
+def test_profile_comes_from_the_environment_when_not_given() -> None:
+    settings = load_settings(REPO / "conf", environ={"HEADWATER_PROFILE": "cluster"})
+    assert settings.profile_name == "cluster"
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"no such profile 'prod'; choose one of cluster, local"):
+        load_settings(REPO / "conf", "prod", environ={})
+
+
+def test_invalid_yaml_names_file_and_line(conf: Path) -> None:
+    (conf / "pipeline.yaml").write_text("sources:\n  - topic: a\n   kind: [\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(conf, "local", environ={})
+    assert str(conf / "pipeline.yaml") in str(err.value)
+    assert "not valid YAML at line 3" in str(err.value)
+
+
+def test_unknown_field_is_named(conf: Path) -> None:
+    text = (conf / "pipeline.yaml").read_text().replace("trigger_interval:", "trigger_intervall:")
+    (conf / "pipeline.yaml").write_text(text)
+    with pytest.raises(
+        ConfigError, match=r"field 'bronze.trigger_intervall' is not a known setting"
+    ):
+        load_settings(conf, "local", environ={})
+
+
+def test_bad_value_names_field_and_says_what_to_write(conf: Path) -> None:
+    text = (
+        (conf / "pipeline.yaml")
+        .read_text()
+        .replace("trigger_interval: 1 second", "trigger_interval: fast")
+    )
+    (conf / "pipeline.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(conf, "local", environ={})
+    message = str(err.value)
+    assert message.startswith(str(conf / "pipeline.yaml"))
+    assert "field 'bronze.trigger_interval': write an interval like '1 second'" in message
+
+
+def test_missing_required_field_is_named(conf: Path) -> None:
+    text = (
+        (conf / "profiles/local.yaml").read_text().replace("bootstrap_servers: 127.0.0.1:9092", "")
+    )
+    (conf / "profiles/local.yaml").write_text(text)
+    with pytest.raises(
+        ConfigError, match=r"local.yaml: field 'kafka.bootstrap_servers' is required"
+    ):
+        load_settings(conf, "local", environ={})
+
+
+def test_sasl_protocol_without_credentials_is_refused(conf: Path) -> None:
+    text = (conf / "profiles/local.yaml").read_text().replace("PLAINTEXT", "SASL_SSL")
+    (conf / "profiles/local.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"'kafka': .*needs a 'sasl' block"):
+        load_settings(conf, "local", environ={})
+
+
+def test_two_topics_with_the_same_table_name_are_refused(conf: Path) -> None:
+    (conf / "pipeline.yaml").write_text("sources:\n  - topic: a.b\n  - topic: a_b\n")
+    with pytest.raises(ConfigError, match=r"same table name: a_b"):
+        load_settings(conf, "local", environ={})
+
+
+def test_missing_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "local.yaml").write_text("{}")
+    with pytest.raises(ConfigError, match=r"pipeline.yaml: file not found"):
+        load_settings(tmp_path, "local", environ={})
+
+
+def test_unknown_source_lists_known_ones() -> None:
+    settings = load_settings(REPO / "conf", "local", environ={})
+    with pytest.raises(ConfigError, match=r"no source 'shop.refunds'.*known: shop.orders"):
+        settings.pipeline.source("shop.refunds")
+    assert settings.pipeline.source("shop_orders").topic == "shop.orders"

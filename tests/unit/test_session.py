@@ -1,0 +1,49 @@
+"""The session factory wires Delta and the jars, and sizes Spark from conf."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import SparkSession
+
+from streaming.session import DELTA_CATALOG, DELTA_EXTENSION, spark_conf
+from tests.conftest import write_conf
+
+pytestmark = pytest.mark.unit
+
+
+def test_session_has_delta_and_test_sizing(spark: SparkSession) -> None:
+    assert spark.conf.get("spark.sql.extensions") == DELTA_EXTENSION
+    assert spark.conf.get("spark.sql.catalog.spark_catalog") == DELTA_CATALOG
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
+    assert spark.sparkContext.master == "local[2]"
+    assert spark.sparkContext.uiWebUrl is None  # UI off in tests
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    jars = spark.conf.get("spark.jars") or ""
+    assert "delta-spark_4.2_2.13" in jars and "spark-sql-kafka-0-10_2.13" in jars
+
+
+def test_delta_round_trip(spark: SparkSession, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spark.range(3).write.format("delta").save(str(tmp_path / "t"))
+    assert sorted(r.id for r in spark.read.format("delta").load(str(tmp_path / "t")).collect()) == [
+        0,
+        1,
+        2,
+    ]
+
+
+def test_defaults_size_shuffles_for_the_machine_and_extra_conf_wins(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = write_conf(
+        tmp_path,
+        spark={"shuffle_partitions": None, "extra_conf": {"spark.sql.ansi.enabled": "false"}},
+    )
+    conf = spark_conf(settings)
+    import os
+
+    assert conf["spark.sql.shuffle.partitions"] == str(os.cpu_count())
+    assert conf["spark.sql.ansi.enabled"] == "false"
+    assert conf["spark.master"] == "local[2]"
+
+
+def test_master_left_to_spark_submit_when_null(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = write_conf(tmp_path, spark={"master": None})
+    assert "spark.master" not in spark_conf(settings)
