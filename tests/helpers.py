@@ -1,0 +1,82 @@
+"""Test helpers: producing known records, reading bronze back, waiting on conditions."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+
+from streaming.bronze import LAYER
+from streaming.config import Settings
+from streaming.generator.producer import Delivered, produce
+from streaming.generator.shop import FaultRates, ShopSimulator
+from streaming.kafka_client import ensure_topics
+
+START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+Coordinate = tuple[str, int, int]
+
+
+def produce_shop(
+    settings: Settings, count: int, seed: int, faults: str = "none"
+) -> list[Delivered]:
+    """Send `count` shop records to the settings' first two topics (orders, payments);
+    returns where Kafka stored each one."""
+    orders, payments = settings.pipeline.sources[0].topic, settings.pipeline.sources[1].topic
+    ensure_topics(settings.profile.kafka, settings.pipeline.sources)
+    simulator = ShopSimulator(
+        seed, START, faults=FaultRates.parse(faults), orders_topic=orders, payments_topic=payments
+    )
+    return produce(settings.profile.kafka, simulator, count=count, keep_deliveries=True).deliveries
+
+
+def bronze_records(
+    spark: SparkSession, settings: Settings
+) -> Counter[tuple[str, int, int, bytes | None, bytes | None]]:
+    """Every bronze row of the settings' sources as (topic, partition, offset, key, value), counted."""
+    found: Counter[tuple[str, int, int, bytes | None, bytes | None]] = Counter()
+    for source in settings.pipeline.sources:
+        path = settings.table_path(LAYER, source.table_name)
+        if not DeltaTable.isDeltaTable(spark, path):
+            continue
+        for r in (
+            spark.read.format("delta")
+            .load(path)
+            .select("topic", "partition", "offset", "key", "value")
+            .collect()
+        ):
+            found[(r.topic, r.partition, r.offset, _bytes(r.key), _bytes(r.value))] += 1
+    return found
+
+
+def expected_records(
+    sent: list[Delivered],
+) -> Counter[tuple[str, int, int, bytes | None, bytes | None]]:
+    return Counter((d.topic, d.partition, d.offset, d.key, d.value) for d in sent)
+
+
+def bronze_count(spark: SparkSession, settings: Settings) -> int:
+    total = 0
+    for source in settings.pipeline.sources:
+        path = settings.table_path(LAYER, source.table_name)
+        if DeltaTable.isDeltaTable(spark, path):
+            total += spark.read.format("delta").load(path).count()
+    return total
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.5
+) -> None:
+    """Poll `condition` until it holds; fail the test with `what` after `timeout_s` seconds."""
+    give_up = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def _bytes(value: bytearray | bytes | None) -> bytes | None:
+    return None if value is None else bytes(value)
