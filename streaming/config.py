@@ -289,7 +289,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found (is --conf pointing at headwater's conf/?)") from None
+        raise ConfigError(
+            f"{path}: file not found (is --conf pointing at headwater's conf/?)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     try:

@@ -22,8 +22,6 @@ from streaming.kafka_client import ensure_topics
 from streaming.services.kafka_broker import LocalKafka
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-
     from streaming.progress import ProgressRecorder
 
 log = logging.getLogger(__name__)
@@ -46,6 +44,7 @@ def run_demo(
     from streaming.progress import ProgressRecorder
     from streaming.runner import start_streams, stop_queries, watch
     from streaming.session import build_spark_session
+    from streaming.tables import read_delta
 
     broker = LocalKafka.from_settings(settings)
     status, started_broker = broker.up()
@@ -101,13 +100,11 @@ def run_demo(
                 stop.set()
                 generator.join(timeout=120)
                 stop_queries(queries)
-        rows = {
-            s.table_name: spark.read.format("delta")
-            .load(settings.table_path(LAYER, s.table_name))
-            .count()
+        tables = {
+            s.table_name: read_delta(spark, settings.table_path(LAYER, s.table_name))
             for s in settings.pipeline.sources
-            if _exists(spark, settings.table_path(LAYER, s.table_name))
         }
+        rows = {name: table.count() for name, table in tables.items() if table is not None}
         spark.stop()
     finally:
         if started_broker:
@@ -137,9 +134,3 @@ def _status_line(recorder: ProgressRecorder, started: float) -> str:
     return f"[{time.monotonic() - started:5.0f} s] " + (
         "; ".join(parts) or "waiting for the first batch"
     )
-
-
-def _exists(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return bool(DeltaTable.isDeltaTable(spark, path))

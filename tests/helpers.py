@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from streaming.bronze import LAYER
@@ -15,6 +14,7 @@ from streaming.config import Settings
 from streaming.generator.producer import Delivered, produce
 from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
+from streaming.tables import read_delta
 
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 Coordinate = tuple[str, int, int]
@@ -39,15 +39,10 @@ def bronze_records(
     """Every bronze row of the settings' sources as (topic, partition, offset, key, value), counted."""
     found: Counter[tuple[str, int, int, bytes | None, bytes | None]] = Counter()
     for source in settings.pipeline.sources:
-        path = settings.table_path(LAYER, source.table_name)
-        if not DeltaTable.isDeltaTable(spark, path):
+        table = read_delta(spark, settings.table_path(LAYER, source.table_name))
+        if table is None:
             continue
-        for r in (
-            spark.read.format("delta")
-            .load(path)
-            .select("topic", "partition", "offset", "key", "value")
-            .collect()
-        ):
+        for r in table.select("topic", "partition", "offset", "key", "value").collect():
             found[(r.topic, r.partition, r.offset, _bytes(r.key), _bytes(r.value))] += 1
     return found
 
@@ -59,12 +54,11 @@ def expected_records(
 
 
 def bronze_count(spark: SparkSession, settings: Settings) -> int:
-    total = 0
-    for source in settings.pipeline.sources:
-        path = settings.table_path(LAYER, source.table_name)
-        if DeltaTable.isDeltaTable(spark, path):
-            total += spark.read.format("delta").load(path).count()
-    return total
+    tables = [
+        read_delta(spark, settings.table_path(LAYER, s.table_name))
+        for s in settings.pipeline.sources
+    ]
+    return sum(t.count() for t in tables if t is not None)
 
 
 def wait_until(

@@ -1,0 +1,29 @@
+"""Reading the lake's tables by name, through the one model of the pipeline."""
+
+from __future__ import annotations
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+
+from streaming.config import Settings
+
+_NO_TABLE_YET = {"PATH_NOT_FOUND", "DELTA_TABLE_NOT_FOUND", "DELTA_MISSING_DELTA_TABLE"}
+
+
+def read_delta(spark: SparkSession, path: str) -> DataFrame | None:
+    """The Delta table at `path` as of its latest commit, or None when there is none yet.
+
+    Reads always go through Delta's log, so another process's fresh commits are seen
+    (DeltaTable.isDeltaTable may answer from a stale cached log).
+    """
+    try:
+        return spark.read.format("delta").load(path)
+    except AnalysisException as exc:
+        if (exc.getCondition() or "") in _NO_TABLE_YET:
+            return None
+        raise
+
+
+def read_table(spark: SparkSession, settings: Settings, qualified: str) -> DataFrame | None:
+    """Table `<layer>.<table>` (e.g. 'bronze.shop_orders'), or None when it does not exist yet."""
+    return read_delta(spark, settings.table_path_by_name(qualified))
