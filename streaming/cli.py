@@ -195,8 +195,8 @@ def _stream(settings: Settings, args: argparse.Namespace) -> int:
     from streaming.session import build_spark_session
 
     stop = threading.Event()
-    stop_on_signals(stop)
     spark = build_spark_session(settings)
+    stop_on_signals(stop)
     try:
         rows = run_streams(spark, settings, args.topic, available_now=args.available_now, stop=stop)
     finally:
@@ -223,7 +223,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise HeadwaterError(f"demo: {exc}") from None
     stop = threading.Event()
-    stop_on_signals(stop)
+    stop_on_signals(stop)  # the demo installs them again once Spark is up
     run_demo(settings, seconds=seconds, rate=args.rate, faults=faults, stop=stop)
     return 0
 

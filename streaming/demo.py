@@ -18,6 +18,7 @@ from streaming.config import Settings
 from streaming.errors import HeadwaterError
 from streaming.generator.producer import GenerationReport, produce
 from streaming.generator.shop import FaultRates, ShopSimulator
+from streaming.jobs.common import stop_on_signals
 from streaming.kafka_client import ensure_topics
 from streaming.services.kafka_broker import LocalKafka
 
@@ -54,6 +55,7 @@ def run_demo(
     try:
         ensure_topics(settings.profile.kafka, settings.pipeline.sources)
         spark = build_spark_session(settings)
+        stop_on_signals(stop)
         print(
             f"spark: {spark.sparkContext.master}, Spark {spark.version}, UI {spark.sparkContext.uiWebUrl or 'off'}",
             file=out,

@@ -40,7 +40,14 @@ def configure_logging(verbose: bool = False) -> None:
 
 
 def stop_on_signals(stop: threading.Event) -> None:
-    """Ctrl-C and SIGTERM set `stop`, so streams end their batch and stop cleanly."""
+    """Ctrl-C and SIGTERM set `stop`, so streams end their batch and stop cleanly.
+
+    Call it after the SparkSession exists: creating a SparkContext installs PySpark's own
+    SIGINT handler (cancel all jobs, raise KeyboardInterrupt), which this replaces.
+    Does nothing outside the main thread, where Python allows no signal handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping the streams", signal.Signals(signum).name)
@@ -59,10 +66,10 @@ def run_job(args: argparse.Namespace, *, topics: Sequence[str], available_now: b
 
     configure_logging()
     stop = threading.Event()
-    stop_on_signals(stop)
     try:
         settings = load_settings(args.conf, args.profile)
         spark = build_spark_session(settings)
+        stop_on_signals(stop)
         try:
             rows = run_streams(spark, settings, topics, available_now=available_now, stop=stop)
         finally:
