@@ -135,6 +135,9 @@ class SparkSettings(_Frozen):
     )
     ui_enabled: bool = True
     jars_dir: str = "infra/jars/spark"
+    log_config: str | None = Field(
+        "infra/spark/log4j2.properties", description="the driver's log4j2 config (local runs)"
+    )
     extra_conf: dict[str, str] = Field(default_factory=dict)
 
 

@@ -164,6 +164,7 @@ class _Listener(StreamingQueryListener):
     def onQueryTerminated(self, event: Any) -> None:
         if event.exception:
             log.error("stream %s stopped with an error: %s", event.id, event.exception)
+        self.recorder.terminated(str(event.id))
 
 
 class ProgressRecorder:
@@ -181,6 +182,8 @@ class ProgressRecorder:
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()  # counters, touched by the listener thread
         self._flush_lock = threading.Lock()  # one Delta append at a time
+        self._terminated: set[str] = set()
+        self._terminated_changed = threading.Condition()
         self._listener = _Listener(self)
         self._thread = threading.Thread(target=self._run, name="progress-recorder", daemon=True)
 
@@ -216,6 +219,20 @@ class ProgressRecorder:
             self.last_by_query[name] = row
         if self.enabled:
             self._queue.put(row)
+
+    def terminated(self, query_id: str) -> None:
+        with self._terminated_changed:
+            self._terminated.add(query_id)
+            self._terminated_changed.notify_all()
+
+    def wait_for_termination(self, query_ids: set[str], timeout_s: float = 60.0) -> bool:
+        """Block until the listener has seen these queries end, so their last progress event
+        is counted (Spark delivers listener events asynchronously, in order). Returns False
+        when `timeout_s` passed first."""
+        with self._terminated_changed:
+            return self._terminated_changed.wait_for(
+                lambda: query_ids <= self._terminated, timeout=timeout_s
+            )
 
     def flush(self) -> int:
         """Append every queued row to ops.stream_progress now; returns how many."""

@@ -126,4 +126,8 @@ def run_streams(
             raise explain_failure("bronze", exc) from None
         finally:
             stop_queries(queries)
+            if not recorder.wait_for_termination({str(q.id) for q in queries}):
+                log.warning(
+                    "the progress of the last batches may be missing: Spark did not report the streams' end"
+                )
         return dict(recorder.rows_by_query)

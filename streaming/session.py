@@ -39,10 +39,14 @@ def spark_conf(settings: Settings, *, ui: bool | None = None) -> dict[str, str]:
         "spark.sql.streaming.stopActiveRunOnRestart": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.sql.warehouse.dir": str(settings.state_dir / "spark-warehouse"),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.state_dir / 'derby'}",
     }
     if spark.master:
         conf["spark.master"] = spark.master
+    if spark.log_config and Path(settings.resolve(spark.log_config)).is_file():
+        # Read when the driver JVM starts: effective for sessions this process launches.
+        conf["spark.driver.extraJavaOptions"] = (
+            f"-Dlog4j2.configurationFile=file:{settings.resolve(spark.log_config)}"
+        )
     conf.update(spark.extra_conf)
     return conf
 

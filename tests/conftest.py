@@ -48,6 +48,7 @@ def write_conf(
             "shuffle_partitions": 2,
             "ui_enabled": False,
             "jars_dir": str(REPO / "infra/jars/spark"),
+            "log_config": str(REPO / "infra/spark/log4j2.properties"),
             **(spark or {}),
         },
         "kafka": {"bootstrap_servers": f"127.0.0.1:{kafka_port}"},

@@ -1,0 +1,20 @@
+"""The Dagster code location `dagster dev` finds from the repository root."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.defs.bronze.assets import bronze_tables, kafka_topics
+from orchestration.defs.resources import HeadwaterResource
+from streaming.config import load_settings
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Built when Dagster loads the code location, not at import: conf is read then."""
+    resource = HeadwaterResource()
+    settings = load_settings(resource.conf_dir, resource.profile)
+    return dg.Definitions(
+        assets=[*kafka_topics(settings), bronze_tables(settings)],
+        resources={"headwater": resource},
+    )

@@ -1,0 +1,1 @@
+"""Dagster definitions by concern: one folder per layer or concern."""
