@@ -99,9 +99,10 @@ def run_demo(
                     on_tick=tick,
                 )
             finally:
+                asked = stop.is_set() or (ends is not None and time.monotonic() >= ends)
                 stop.set()
                 generator.join(timeout=120)
-                stop_queries(queries)
+                stop_queries(queries, asked_by=spark if asked else None)
         tables = {
             s.table_name: read_delta(spark, settings.table_path(LAYER, s.table_name))
             for s in settings.pipeline.sources

@@ -67,13 +67,29 @@ def start_streams(
     return queries
 
 
-def stop_queries(queries: Sequence[StreamingQuery]) -> None:
-    for query in queries:
-        try:
-            if query.isActive:
-                query.stop()
-        except Exception:  # stopping the rest matters more than this one's error
-            log.exception("could not stop stream %s cleanly", query.name)
+def stop_queries(
+    queries: Sequence[StreamingQuery], *, asked_by: SparkSession | None = None
+) -> None:
+    """Stop the queries still running.
+
+    Pass `asked_by` (their session) when the stop was asked for (Ctrl-C, SIGTERM, a deadline):
+    stopping cancels the micro-batch in flight, and Spark logs every cancelled task and the
+    aborted write as warnings and errors. They mean nothing here (the Delta sink commits each
+    batch once; the next run redoes this one), so Spark's log is muted while the queries stop.
+    """
+    context = asked_by.sparkContext if asked_by is not None else None
+    if context is not None and any(q.isActive for q in queries):
+        context.setLogLevel("OFF")
+    try:
+        for query in queries:
+            try:
+                if query.isActive:
+                    query.stop()
+            except Exception:  # stopping the rest matters more than this one's error
+                log.exception("could not stop stream %s cleanly", query.name)
+    finally:
+        if context is not None:
+            context.setLogLevel("WARN")
 
 
 def watch(
@@ -125,7 +141,7 @@ def run_streams(
         except StreamingQueryException as exc:
             raise explain_failure("bronze", exc) from None
         finally:
-            stop_queries(queries)
+            stop_queries(queries, asked_by=spark if stop.is_set() else None)
             if not recorder.wait_for_termination({str(q.id) for q in queries}):
                 log.warning(
                     "the progress of the last batches may be missing: Spark did not report the streams' end"
