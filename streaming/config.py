@@ -268,8 +268,8 @@ def load_settings(
             f"{profile_file}: no such profile '{name}'; choose one of {', '.join(known) or 'none'}"
             f" (set {PROFILE_ENV} or pass --profile)"
         )
-    pipeline = _parse(Pipeline, pipeline_file)
-    prof = _parse(Profile, profile_file)
+    pipeline = parse_file(Pipeline, pipeline_file)
+    prof = parse_file(Profile, profile_file)
     return Settings(
         profile_name=name,
         conf_dir=conf,
@@ -279,7 +279,8 @@ def load_settings(
     )
 
 
-def _parse(model: type[_M], path: Path) -> _M:
+def parse_file(model: type[_M], path: Path) -> _M:
+    """`model` validated from the YAML file at `path`; ConfigError naming file and field."""
     data = _read_yaml(path)
     try:
         return model.model_validate(data)

@@ -1,0 +1,282 @@
+"""A contract compiled into Spark: schemas to parse with, and one column expression per rule.
+
+Everything here is built from Spark's own functions (from_json, rlike, isin, ...): checking a
+record costs no Python call, whatever the batch size.
+
+`check_records` turns raw Kafka values into typed columns plus two arrays of
+struct<rule, message>: `_errors` (the record goes to quarantine) and `_warnings` (the row is
+kept and the warning counted).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from streaming.contracts.model import Contract, Criticality, FieldSchema, describe
+
+CORRUPT = "_corrupt_record"
+ERRORS, WARNINGS, VERSION = "_errors", "_warnings", "_version"
+RECORD_RULES = ("record.null_value", "record.utf8", "record.json", "record.version")
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+_JSON_OPTIONS = {
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": CORRUPT,
+    "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss[.SSS][.SS][.S][XXX]",
+}
+
+
+def spark_type(field: FieldSchema) -> DataType:
+    """The Spark type a field's values take in silver."""
+    if field.spark_type:
+        named = {
+            "string": StringType(),
+            "int": IntegerType(),
+            "long": LongType(),
+            "double": DoubleType(),
+            "boolean": BooleanType(),
+            "date": DateType(),
+            "timestamp": TimestampType(),
+        }
+        decimal = _DECIMAL.match(field.spark_type.strip())
+        if decimal:
+            return DecimalType(int(decimal.group(1)), int(decimal.group(2)))
+        if field.spark_type in named:
+            return named[field.spark_type]
+        raise ValueError(f"x-spark-type '{field.spark_type}' is not one headwater knows")
+    kind = field.value_type
+    if kind == "string":
+        return {"date-time": TimestampType(), "date": DateType()}.get(
+            field.format or "", StringType()
+        )
+    return {"integer": IntegerType(), "number": DoubleType(), "boolean": BooleanType()}[kind]
+
+
+def silver_schema(contract: Contract) -> StructType:
+    """The union of every version's fields, typed: a field added in v2 is null in v1 rows."""
+    seen: dict[str, DataType] = {}
+    for number, version in contract.versions.items():
+        for name, field in version.properties.items():
+            kind = spark_type(field)
+            if name in seen and seen[name] != kind:
+                raise ValueError(
+                    f"field '{name}' is {seen[name].simpleString()} in an earlier version but "
+                    f"{kind.simpleString()} in version {number}"
+                )
+            seen[name] = kind
+    return StructType([StructField(n, t, True) for n, t in seen.items()])
+
+
+def _with_corrupt(schema: StructType) -> StructType:
+    return StructType([*schema.fields, StructField(CORRUPT, StringType(), True)])
+
+
+def _raw_schema(schema: StructType) -> StructType:
+    return StructType([StructField(f.name, StringType(), True) for f in schema.fields])
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of one contract version, compiled."""
+
+    id: str
+    version: int
+    criticality: Criticality
+    violated: Column
+    message: Column
+
+
+def _msg(*parts: Column | str) -> Column:
+    return F.concat(*[p if isinstance(p, Column) else F.lit(p) for p in parts])
+
+
+def field_rules(contract: Contract, raw: Column, typed: Column) -> list[Rule]:
+    """Every rule of every version, as columns over the raw (all-string) and typed parses."""
+    rules: list[Rule] = []
+    for number, version in contract.versions.items():
+        for name, field in version.properties.items():
+            r, t = raw[name], typed[name]
+            shown = t.cast("string")
+            checks: list[tuple[str, Column, Column]] = []
+            if name in version.required and not field.nullable:
+                checks.append(("required", r.isNull(), _msg(f"{name}: required")))
+            kind = spark_type(field)
+            if not isinstance(kind, StringType):
+                checks.append(
+                    (
+                        "type",
+                        r.isNotNull() & t.isNull(),
+                        _msg(f"{name}: ", r, f" is not a valid {_type_name(field, kind)}"),
+                    )
+                )
+            if field.format == "uuid":
+                checks.append(("format", ~t.rlike(_UUID), _msg(f"{name}: ", t, " is not a UUID")))
+            if field.enum is not None:
+                allowed = ", ".join(describe(v) for v in field.enum)
+                checks.append(
+                    (
+                        "enum",
+                        ~t.isin(list(field.enum)),
+                        _msg(f"{name}: ", shown, f" is not one of {allowed}"),
+                    )
+                )
+            if field.const is not None:
+                checks.append(
+                    (
+                        "const",
+                        t != F.lit(field.const),
+                        _msg(f"{name}: ", shown, f" is not {describe(field.const)}"),
+                    )
+                )
+            for keyword, bound, broken in (
+                ("minimum", field.minimum, operator.lt),
+                ("maximum", field.maximum, operator.gt),
+                ("exclusiveMinimum", field.exclusiveMinimum, operator.le),
+                ("exclusiveMaximum", field.exclusiveMaximum, operator.ge),
+            ):
+                if bound is not None:
+                    checks.append(
+                        (
+                            keyword,
+                            broken(t, F.lit(bound)),
+                            _msg(f"{name}: ", shown, f" breaks {keyword} {bound:g}"),
+                        )
+                    )
+            if field.minLength is not None:
+                checks.append(
+                    (
+                        "minLength",
+                        F.length(t) < field.minLength,
+                        _msg(f"{name}: shorter than {field.minLength} characters"),
+                    )
+                )
+            if field.maxLength is not None:
+                checks.append(
+                    (
+                        "maxLength",
+                        F.length(t) > field.maxLength,
+                        _msg(f"{name}: longer than {field.maxLength} characters"),
+                    )
+                )
+            if field.pattern is not None:
+                checks.append(
+                    (
+                        "pattern",
+                        ~t.rlike(field.pattern),
+                        _msg(f"{name}: ", t, f" does not match {field.pattern}"),
+                    )
+                )
+            for keyword, violated, message in checks:
+                rule_id = f"{name}.{keyword}"
+                level = contract.criticality.get(rule_id) or field.criticality or "error"
+                rules.append(
+                    Rule(rule_id, number, level, F.coalesce(violated, F.lit(False)), message)
+                )
+    return rules
+
+
+def _type_name(field: FieldSchema, kind: DataType) -> str:
+    if field.format == "date-time":
+        return "ISO-8601 date-time"
+    return kind.simpleString()
+
+
+def _reasons(pairs: list[tuple[Column, str, Column]]) -> Column:
+    """array<struct<rule, message>> of the rules whose condition holds."""
+    if not pairs:
+        return F.array().cast("array<struct<rule:string,message:string>>")
+    entries = [
+        F.when(cond, F.struct(F.lit(rule).alias("rule"), msg.alias("message")))
+        for cond, rule, msg in pairs
+    ]
+    return F.filter(F.array(*entries), lambda e: e.isNotNull())
+
+
+def check_records(records: DataFrame, contract: Contract, value_column: str = "value") -> DataFrame:
+    """`records` plus the contract's typed fields, `_version`, `_errors` and `_warnings`.
+
+    Record-level problems (null value, invalid UTF-8, not a JSON object, unknown version)
+    replace field-level ones: a record that cannot be read has no fields to judge.
+    """
+    schema = silver_schema(contract)
+    value = F.col(value_column)
+    text = value.cast("string")
+    raw = F.from_json(text, _with_corrupt(_raw_schema(schema)), _JSON_OPTIONS)
+    typed = F.from_json(text, _with_corrupt(schema), _JSON_OPTIONS)
+    version_field = contract.fields.version
+    known = sorted(contract.versions)
+    parsed = records.withColumn("_raw", raw).withColumn("_typed", typed)
+    r, t = F.col("_raw"), F.col("_typed")
+    version = t[version_field]
+    unreadable = value.isNull() | ~F.is_valid_utf8(text) | r.isNull() | r[CORRUPT].isNotNull()
+    record_level = _reasons(
+        [
+            (value.isNull(), "record.null_value", F.lit("record: the value is null")),
+            (
+                value.isNotNull() & ~F.is_valid_utf8(text),
+                "record.utf8",
+                F.lit("record: the value is not valid UTF-8"),
+            ),
+            (
+                value.isNotNull() & F.is_valid_utf8(text) & (r.isNull() | r[CORRUPT].isNotNull()),
+                "record.json",
+                F.lit("record: the value is not a JSON object"),
+            ),
+            (
+                ~unreadable & r[version_field].isNull(),
+                f"{version_field}.required",
+                F.lit(f"{version_field}: required (it chooses the contract version)"),
+            ),
+            (
+                ~unreadable
+                & r[version_field].isNotNull()
+                & ~F.coalesce(version.isin(known), F.lit(False)),
+                "record.version",
+                _msg(
+                    f"{version_field}: ",
+                    r[version_field],
+                    f" is not a version of the contract (known: {', '.join(map(str, known))})",
+                ),
+            ),
+        ]
+    )
+    rules = field_rules(contract, r, t)
+
+    def by_level(level: Criticality) -> Column:
+        return _reasons(
+            [
+                ((version == F.lit(rule.version)) & rule.violated, rule.id, rule.message)
+                for rule in rules
+                if rule.criticality == level
+            ]
+        )
+
+    errors = F.when(F.size(record_level) > 0, record_level).otherwise(by_level("error"))
+    warnings = F.when(
+        F.size(record_level) > 0, F.array().cast("array<struct<rule:string,message:string>>")
+    ).otherwise(by_level("warn"))
+    typed_fields = [t[f.name].alias(f.name) for f in schema.fields]
+    return (
+        parsed.select("*", *typed_fields, version.alias(VERSION))
+        .withColumn(ERRORS, errors)
+        .withColumn(WARNINGS, warnings)
+        .drop("_raw", "_typed")
+    )
