@@ -11,6 +11,17 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.streaming.readwriter import DataStreamWriter
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    DateType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from streaming.config import Settings, Source
 from streaming.kafka_client import spark_kafka_options
@@ -28,6 +39,27 @@ BRONZE_COLUMNS = (
     "kafka_timestamp_type",
     "ingest_time",
     PARTITION_COLUMN,
+)
+
+
+BRONZE_SCHEMA = StructType(
+    [
+        StructField("key", BinaryType()),
+        StructField("value", BinaryType()),
+        StructField(
+            "headers",
+            ArrayType(
+                StructType([StructField("key", StringType()), StructField("value", BinaryType())])
+            ),
+        ),
+        StructField("topic", StringType()),
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("kafka_timestamp", TimestampType()),
+        StructField("kafka_timestamp_type", IntegerType()),
+        StructField("ingest_time", TimestampType()),
+        StructField(PARTITION_COLUMN, DateType()),
+    ]
 )
 
 
@@ -95,6 +127,10 @@ def start_bronze(
     *,
     available_now: bool = False,
 ) -> StreamingQuery:
-    """Start the stream into `bronze.<table>`; returns the running query."""
-    writer = bronze_writer(spark, settings, source, available_now=available_now)
-    return writer.start(settings.table_path(LAYER, source.table_name))
+    """Start the stream into `bronze.<table>` (created first, so its readers never miss it);
+    returns the running query."""
+    from streaming.tables import ensure_delta_table
+
+    path = settings.table_path(LAYER, source.table_name)
+    ensure_delta_table(spark, path, BRONZE_SCHEMA, PARTITION_COLUMN)
+    return bronze_writer(spark, settings, source, available_now=available_now).start(path)

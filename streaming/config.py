@@ -31,6 +31,12 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _M = TypeVar("_M", bound=BaseModel)
 
 
+def _interval(value: str) -> str:
+    if not _INTERVAL.match(value.strip()):
+        raise ValueError("write an interval like '1 second', '500 milliseconds' or '2 minutes'")
+    return value.strip()
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -48,6 +54,10 @@ class Source(_Frozen):
     partitions: Annotated[int, Field(ge=1)] = 3
     replication_factor: Annotated[int, Field(ge=1)] = 1
     description: str = ""
+    silver: bool = Field(
+        True,
+        description="events: parse by conf/contracts/<topic>.yaml into silver (bronze only when false)",
+    )
 
     @field_validator("topic")
     @classmethod
@@ -75,9 +85,7 @@ class BronzeSettings(_Frozen):
     @field_validator("trigger_interval")
     @classmethod
     def _valid_interval(cls, value: str) -> str:
-        if not _INTERVAL.match(value.strip()):
-            raise ValueError("write an interval like '1 second', '500 milliseconds' or '2 minutes'")
-        return value.strip()
+        return _interval(value)
 
     @field_validator("starting_offsets")
     @classmethod
@@ -90,6 +98,26 @@ class BronzeSettings(_Frozen):
         )
 
 
+class SilverSettings(_Frozen):
+    """How bronze -> silver streams trigger, and where quarantined records are copied."""
+
+    trigger_interval: str = "1 second"
+    dead_letter_topics: bool = Field(
+        False,
+        description="also send quarantined records to Kafka topic <topic><dead_letter_suffix>",
+    )
+    dead_letter_suffix: str = ".dlq"
+
+    @field_validator("trigger_interval")
+    @classmethod
+    def _valid_interval(cls, value: str) -> str:
+        return _interval(value)
+
+    def dead_letter_topic(self, topic: str) -> str | None:
+        """The dead-letter topic of `topic`, or None when dead-letter topics are off."""
+        return f"{topic}{self.dead_letter_suffix}" if self.dead_letter_topics else None
+
+
 class ProgressSettings(_Frozen):
     """The ops.stream_progress table: one row per micro-batch of every stream."""
 
@@ -100,6 +128,7 @@ class ProgressSettings(_Frozen):
 class Pipeline(_Frozen):
     sources: tuple[Source, ...]
     bronze: BronzeSettings = BronzeSettings()
+    silver: SilverSettings = SilverSettings()
     progress: ProgressSettings = ProgressSettings()
 
     @field_validator("sources")

@@ -18,6 +18,7 @@ from streaming.bronze import start_bronze
 from streaming.config import Settings, Source
 from streaming.errors import HeadwaterError
 from streaming.progress import ProgressRecorder
+from streaming.silver.streams import event_contract, start_silver_events
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,37 @@ def explain_failure(query_name: str, exc: BaseException) -> StreamFailed:
     return StreamFailed(f"stream {query_name} stopped with an error: {first_line}")
 
 
+LAYERS = ("bronze", "silver")
+
+
 def start_streams(
-    spark: SparkSession, settings: Settings, sources: Sequence[Source], *, available_now: bool
+    spark: SparkSession,
+    settings: Settings,
+    sources: Sequence[Source],
+    *,
+    available_now: bool,
+    layers: Sequence[str] = LAYERS,
 ) -> list[StreamingQuery]:
-    """Start one bronze query per source; on a failure, stop those already started."""
+    """Start the queries of `layers` for `sources` (bronze: every source; silver: event
+    sources with a contract); on a failure, stop those already started."""
     queries: list[StreamingQuery] = []
     try:
-        for source in sources:
-            queries.append(start_bronze(spark, settings, source, available_now=available_now))
+        for layer in layers:
+            for source in sources:
+                if layer == "bronze":
+                    queries.append(
+                        start_bronze(spark, settings, source, available_now=available_now)
+                    )
+                elif layer == "silver":
+                    contract = event_contract(settings, source)
+                    if contract is not None:
+                        queries.append(
+                            start_silver_events(
+                                spark, settings, source, contract, available_now=available_now
+                            )
+                        )
+                else:
+                    raise ValueError(f"unknown layer {layer!r}")
     except BaseException:
         stop_queries(queries)
         raise
@@ -125,25 +149,33 @@ def run_streams(
     *,
     available_now: bool = False,
     stop: threading.Event | None = None,
+    layers: Sequence[str] = LAYERS,
 ) -> dict[str, int]:
-    """Run the bronze streams of `topics` (default: every source) with progress recording.
+    """Run the streams of `layers` for `topics` (default: every layer of every source) with
+    progress recording.
 
-    Continuous mode runs until `stop` is set (or Ctrl-C); availableNow mode returns once every
-    stream has caught up with what Kafka held when it started. Returns rows ingested per stream.
-    Raises StreamFailed when a stream dies.
+    Continuous mode runs every query at once until `stop` is set (or Ctrl-C); availableNow
+    mode catches up layer by layer (bronze, then silver reads all of it) and returns.
+    Returns rows read per stream. Raises StreamFailed when a stream dies.
     """
     sources = select_sources(settings, topics)
     stop = stop or threading.Event()
+    rounds = [[layer] for layer in layers] if available_now else [list(layers)]
     with ProgressRecorder(spark, settings) as recorder:
-        queries = start_streams(spark, settings, sources, available_now=available_now)
-        try:
-            watch(queries, stop=stop)
-        except StreamingQueryException as exc:
-            raise explain_failure("bronze", exc) from None
-        finally:
-            stop_queries(queries, asked_by=spark if stop.is_set() else None)
-            if not recorder.wait_for_termination({str(q.id) for q in queries}):
-                log.warning(
-                    "the progress of the last batches may be missing: Spark did not report the streams' end"
-                )
+        for round_layers in rounds:
+            if stop.is_set():
+                break
+            queries = start_streams(
+                spark, settings, sources, available_now=available_now, layers=round_layers
+            )
+            try:
+                watch(queries, stop=stop)
+            except StreamingQueryException as exc:
+                raise explain_failure(",".join(round_layers), exc) from None
+            finally:
+                stop_queries(queries, asked_by=spark if stop.is_set() else None)
+                if not recorder.wait_for_termination({str(q.id) for q in queries}):
+                    log.warning(
+                        "the progress of the last batches may be missing: Spark did not report the streams' end"
+                    )
         return dict(recorder.rows_by_query)

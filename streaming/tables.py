@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from streaming.config import Settings
 
@@ -27,3 +28,19 @@ def read_delta(spark: SparkSession, path: str) -> DataFrame | None:
 def read_table(spark: SparkSession, settings: Settings, qualified: str) -> DataFrame | None:
     """Table `<layer>.<table>` (e.g. 'bronze.shop_orders'), or None when it does not exist yet."""
     return read_delta(spark, settings.table_path_by_name(qualified))
+
+
+def ensure_delta_table(
+    spark: SparkSession, path: str, schema: StructType, partition_by: str
+) -> None:
+    """Create an empty Delta table at `path` unless one exists, so readers (a downstream
+    stream, Dagster, a notebook) find it before the first batch lands."""
+    from delta.tables import DeltaTable
+
+    (
+        DeltaTable.createIfNotExists(spark)
+        .location(path)
+        .addColumns(schema)
+        .partitionedBy(partition_by)
+        .execute()
+    )

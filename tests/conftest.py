@@ -37,7 +37,18 @@ def write_conf(
     """A complete conf/ under `root` (absolute paths to the repo's jars and infra), loaded."""
     conf = root / "conf"
     (conf / "profiles").mkdir(parents=True, exist_ok=True)
-    sources = [{"topic": t, "partitions": 3} for t in (topics or ["shop.orders"])]
+    sources = []
+    (conf / "contracts").mkdir(exist_ok=True)
+    for topic in topics or ["shop.orders"]:
+        entity = topic.rsplit(".", 1)[-1]
+        shop_contract = REPO / "conf" / "contracts" / f"shop.{entity}.yaml"
+        if shop_contract.is_file():
+            # The shop's contract, for this test's own topic name.
+            text = shop_contract.read_text().replace(f"topic: shop.{entity}", f"topic: {topic}")
+            (conf / "contracts" / f"{topic}.yaml").write_text(text)
+            sources.append({"topic": topic, "partitions": 3})
+        else:
+            sources.append({"topic": topic, "partitions": 3, "silver": False})
     pipeline_doc: dict[str, Any] = {"sources": sources, "progress": {"flush_interval_seconds": 1}}
     pipeline_doc.update(pipeline or {})
     profile_doc = {

@@ -36,6 +36,7 @@ CORRUPT = "_corrupt_record"
 ERRORS, WARNINGS, VERSION = "_errors", "_warnings", "_version"
 RECORD_RULES = ("record.null_value", "record.utf8", "record.json", "record.version")
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_REASONS = "array<struct<rule:string,message:string>>"
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 _JSON_OPTIONS = {
     "mode": "PERMISSIVE",
@@ -202,12 +203,13 @@ def _type_name(field: FieldSchema, kind: DataType) -> str:
 def _reasons(pairs: list[tuple[Column, str, Column]]) -> Column:
     """array<struct<rule, message>> of the rules whose condition holds."""
     if not pairs:
-        return F.array().cast("array<struct<rule:string,message:string>>")
+        return F.array().cast(_REASONS)
     entries = [
         F.when(cond, F.struct(F.lit(rule).alias("rule"), msg.alias("message")))
         for cond, rule, msg in pairs
     ]
-    return F.filter(F.array(*entries), lambda e: e.isNotNull())
+    # The cast makes the struct's fields nullable: Delta refuses NOT NULL inside arrays.
+    return F.filter(F.array(*entries), lambda e: e.isNotNull()).cast(_REASONS)
 
 
 def check_records(records: DataFrame, contract: Contract, value_column: str = "value") -> DataFrame:
@@ -270,9 +272,9 @@ def check_records(records: DataFrame, contract: Contract, value_column: str = "v
         )
 
     errors = F.when(F.size(record_level) > 0, record_level).otherwise(by_level("error"))
-    warnings = F.when(
-        F.size(record_level) > 0, F.array().cast("array<struct<rule:string,message:string>>")
-    ).otherwise(by_level("warn"))
+    warnings = F.when(F.size(record_level) > 0, F.array().cast(_REASONS)).otherwise(
+        by_level("warn")
+    )
     typed_fields = [t[f.name].alias(f.name) for f in schema.fields]
     return (
         parsed.select("*", *typed_fields, version.alias(VERSION))

@@ -1,0 +1,198 @@
+"""bronze.<topic> -> silver.<entity>, quarantine.<topic> and duplicates.<topic>.
+
+Every bronze record of an event topic ends in exactly one of the three:
+- silver: valid by its contract version, the first record with its event id;
+- quarantine: failed parsing or an error-level rule, with every failed rule and the Kafka
+  coordinates (and, when conf says so, a copy on a dead-letter Kafka topic);
+- duplicates: valid, but an earlier record (lower Kafka offset) carried the same event id.
+
+Each micro-batch is written by `EventBatchWriter` (foreachBatch). Its Delta writes carry
+txnAppId/txnVersion, so a batch replayed after a crash commits nothing twice; and the
+duplicate test compares Kafka coordinates, so a replay classifies every record the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from streaming.config import Settings, Source
+from streaming.contracts.model import Contract
+from streaming.contracts.spark import ERRORS, VERSION, WARNINGS, check_records, silver_schema
+from streaming.kafka_client import spark_kafka_options
+from streaming.tables import read_delta
+
+log = logging.getLogger(__name__)
+
+SILVER, QUARANTINE, DUPLICATES = "silver", "quarantine", "duplicates"
+EVENT_DATE = "event_date"
+KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+HORIZON = timedelta(hours=24)
+
+
+def _coordinates() -> list[Column]:
+    return [
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("kafka_timestamp"),
+    ]
+
+
+def silver_rows(checked: DataFrame, contract: Contract) -> DataFrame:
+    """Valid checked records as silver rows: contract fields, event date, Kafka coordinates."""
+    fields = [F.col(f.name) for f in silver_schema(contract).fields]
+    return checked.where(F.size(ERRORS) == 0).select(
+        *fields,
+        F.to_date(F.col(contract.fields.event_time)).alias(EVENT_DATE),
+        *_coordinates(),
+        F.col("ingest_time"),
+        F.col(WARNINGS).alias("dq_warnings"),
+    )
+
+
+def quarantine_rows(checked: DataFrame) -> DataFrame:
+    """Checked records that failed: raw key and value, every failed rule, Kafka coordinates."""
+    return checked.where(F.size(ERRORS) > 0).select(
+        *_coordinates(),
+        F.col("key"),
+        F.col("value"),
+        F.col("headers"),
+        F.col(VERSION).alias("schema_version"),
+        F.col(ERRORS).alias("errors"),
+        F.transform(F.col(ERRORS), lambda e: e["message"]).alias("reasons"),
+        F.col("ingest_time"),
+        F.col("ingest_date"),
+    )
+
+
+def first_per_id(rows: DataFrame, id_column: str) -> tuple[DataFrame, DataFrame]:
+    """(the first row of each id by Kafka partition and offset, the later ones)."""
+    order = Window.partitionBy(id_column).orderBy("kafka_partition", "kafka_offset")
+    ranked = rows.withColumn("_rank", F.row_number().over(order))
+    return ranked.where("_rank = 1").drop("_rank"), ranked.where("_rank > 1").drop("_rank")
+
+
+def duplicate_rows(rows: DataFrame, id_column: str) -> DataFrame:
+    """Duplicates as recorded in duplicates.<topic>: the id and where the copy was in Kafka."""
+    return rows.select(
+        F.col(id_column).alias("event_id"),
+        *[F.col(c) for c in KAFKA_COLUMNS],
+        F.col("ingest_time"),
+        F.to_date("ingest_time").alias("ingest_date"),
+    )
+
+
+def seen_before(candidates: DataFrame, silver: DataFrame, id_column: str) -> DataFrame:
+    """Candidates whose id silver already holds from another Kafka record.
+
+    A row silver holds from the very same coordinates is this batch, replayed: not a duplicate.
+    """
+    s = silver.select(
+        F.col(id_column).alias("_id"),
+        F.col("kafka_topic").alias("_topic"),
+        F.col("kafka_partition").alias("_partition"),
+        F.col("kafka_offset").alias("_offset"),
+    )
+    same_id = F.col(id_column) == F.col("_id")
+    other_record = (
+        (F.col("kafka_topic") != F.col("_topic"))
+        | (F.col("kafka_partition") != F.col("_partition"))
+        | (F.col("kafka_offset") != F.col("_offset"))
+    )
+    return candidates.join(s, same_id & other_record, "left_semi")
+
+
+class EventBatchWriter:
+    """The foreachBatch function of one event topic's silver stream."""
+
+    def __init__(self, settings: Settings, source: Source, contract: Contract) -> None:
+        self.settings = settings
+        self.source = source
+        self.contract = contract
+        self.id_column = contract.fields.id
+        self.silver_path = settings.table_path(SILVER, contract.silver_table)
+        self.quarantine_path = settings.table_path(QUARANTINE, source.table_name)
+        self.duplicates_path = settings.table_path(DUPLICATES, source.table_name)
+        # One writer per checkpoint: a fixed app id per table makes replays idempotent.
+        self.app_id = f"headwater-{SILVER}-{source.table_name}"
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        checked = check_records(batch, self.contract).persist()
+        try:
+            valid = silver_rows(checked, self.contract).persist()
+            firsts, later_in_batch = first_per_id(valid, self.id_column)
+            new, repeated = self._split_seen(spark, valid, firsts)
+            self._append(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
+            dups = duplicate_rows(later_in_batch.unionByName(repeated), self.id_column)
+            self._append(
+                dups, self.duplicates_path, "ingest_date", f"{self.app_id}-duplicates", batch_id
+            )
+            bad = quarantine_rows(checked)
+            self._append(
+                bad, self.quarantine_path, "ingest_date", f"{self.app_id}-quarantine", batch_id
+            )
+            dead_letter = self.settings.pipeline.silver.dead_letter_topic(self.source.topic)
+            if dead_letter:
+                self._send_dead_letters(bad, dead_letter)
+            valid.unpersist()
+        finally:
+            checked.unpersist()
+
+    def _split_seen(
+        self, spark: SparkSession, valid: DataFrame, firsts: DataFrame
+    ) -> tuple[DataFrame, DataFrame]:
+        silver = read_delta(spark, self.silver_path)
+        bounds = valid.agg(F.min(EVENT_DATE).alias("lo"), F.max(EVENT_DATE).alias("hi")).first()
+        if silver is None or bounds is None or bounds.lo is None:
+            return firsts, firsts.limit(0)
+        # The horizon: an earlier copy within a day either side of the batch's event dates.
+        window = silver.where(
+            F.col(EVENT_DATE).between(F.lit(bounds.lo - HORIZON), F.lit(bounds.hi + HORIZON))
+        )
+        repeated = seen_before(firsts, window, self.id_column)
+        return firsts.join(
+            repeated.select(*KAFKA_COLUMNS), list(KAFKA_COLUMNS), "left_anti"
+        ), repeated
+
+    @staticmethod
+    def _append(rows: DataFrame, path: str, partition: str, app_id: str, batch_id: int) -> None:
+        (
+            rows.write.format("delta")
+            .mode("append")
+            .partitionBy(partition)
+            .option("txnAppId", app_id)
+            .option("txnVersion", batch_id)
+            .option("mergeSchema", "true")  # a new contract version's column appears
+            .save(path)
+        )
+
+    def _send_dead_letters(self, bad: DataFrame, topic: str) -> None:
+        """Copy quarantined records to a dead-letter topic (at least once: Kafka's sink is
+        not transactional; quarantine.<topic> is the exact record)."""
+        (
+            bad.select(
+                F.col("key"),
+                F.col("value"),
+                F.array(
+                    F.struct(
+                        F.lit("headwater-reasons").alias("key"),
+                        F.to_json("reasons").cast("binary").alias("value"),
+                    ),
+                    F.struct(
+                        F.lit("headwater-source").alias("key"),
+                        F.concat_ws(":", "kafka_topic", "kafka_partition", "kafka_offset")
+                        .cast("binary")
+                        .alias("value"),
+                    ),
+                ).alias("headers"),
+            )
+            .write.format("kafka")
+            .options(**spark_kafka_options(self.settings.profile.kafka))
+            .option("topic", topic)
+            .save()
+        )

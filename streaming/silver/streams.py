@@ -1,0 +1,94 @@
+"""Wiring the silver streams: bronze Delta tables in, foreachBatch writers out."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming.query import StreamingQuery
+
+from streaming.bronze import BRONZE_SCHEMA, PARTITION_COLUMN
+from streaming.bronze import LAYER as BRONZE
+from streaming.config import Settings, Source
+from streaming.contracts.model import Contract, contract_path, load_contract
+from streaming.contracts.spark import check_records
+from streaming.errors import ConfigError
+from streaming.silver.events import (
+    DUPLICATES,
+    EVENT_DATE,
+    QUARANTINE,
+    SILVER,
+    EventBatchWriter,
+    duplicate_rows,
+    quarantine_rows,
+    silver_rows,
+)
+from streaming.tables import ensure_delta_table
+
+
+def event_contract(settings: Settings, source: Source) -> Contract | None:
+    """The contract of an event source that feeds silver; None for bronze-only sources.
+
+    Raises ConfigError when an event source with silver on has no contract file.
+    """
+    if source.kind != "events" or not source.silver:
+        return None
+    path = contract_path(settings.conf_dir, source.topic)
+    if not path.is_file():
+        raise ConfigError(
+            f"source {source.topic} has no contract at {path}: write one (conf/contracts/"
+            f"shop.orders.yaml shows the format), or set silver: false on the source"
+        )
+    return load_contract(settings.conf_dir, source.topic)
+
+
+def query_name(source: Source) -> str:
+    return f"{SILVER}_{source.table_name}"
+
+
+def ensure_event_tables(
+    spark: SparkSession, settings: Settings, source: Source, contract: Contract
+) -> None:
+    """Create silver, quarantine and duplicates tables of a topic with their schemas."""
+    empty = check_records(spark.createDataFrame([], BRONZE_SCHEMA), contract)
+    ensure_delta_table(
+        spark, settings.table_path(BRONZE, source.table_name), BRONZE_SCHEMA, PARTITION_COLUMN
+    )
+    ensure_delta_table(
+        spark,
+        settings.table_path(SILVER, contract.silver_table),
+        silver_rows(empty, contract).schema,
+        EVENT_DATE,
+    )
+    ensure_delta_table(
+        spark,
+        settings.table_path(QUARANTINE, source.table_name),
+        quarantine_rows(empty).schema,
+        "ingest_date",
+    )
+    dups = duplicate_rows(silver_rows(empty, contract), contract.fields.id)
+    ensure_delta_table(
+        spark, settings.table_path(DUPLICATES, source.table_name), dups.schema, "ingest_date"
+    )
+
+
+def start_silver_events(
+    spark: SparkSession,
+    settings: Settings,
+    source: Source,
+    contract: Contract,
+    *,
+    available_now: bool = False,
+) -> StreamingQuery:
+    """Start the stream bronze.<topic> -> silver / quarantine / duplicates."""
+    ensure_event_tables(spark, settings, source, contract)
+    writer = (
+        spark.readStream.format("delta")
+        .load(settings.table_path(BRONZE, source.table_name))
+        .writeStream.queryName(query_name(source))
+        .foreachBatch(EventBatchWriter(settings, source, contract))
+        .option("checkpointLocation", settings.checkpoint_path(SILVER, contract.silver_table))
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=settings.pipeline.silver.trigger_interval)
+    return writer.start()
