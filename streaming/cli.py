@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     bronze.add_argument("--available-now", action="store_true", help="catch up, then stop")
 
+    contracts = commands.add_parser("contracts", help="event contracts: `contracts check`")
+    contract_commands = contracts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    contract_commands.add_parser(
+        "check",
+        help="every contract loads, compiles, and each version is compatible with the one before",
+    )
+
     demo = commands.add_parser("demo", help="broker + generator + bronze streams in the foreground")
     demo.add_argument(
         "--seconds",
@@ -206,6 +213,32 @@ def _stream(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _contracts(settings: Settings, _args: argparse.Namespace) -> int:
+    from streaming.contracts.compat import problems
+    from streaming.contracts.spark import silver_schema
+    from streaming.silver.streams import event_contract
+
+    failures = 0
+    for source in settings.pipeline.sources:
+        contract = event_contract(settings, source)
+        if contract is None:
+            continue
+        try:
+            found = problems(contract)
+            if not found:
+                silver_schema(contract)  # versions must also merge into one silver table
+        except ValueError as exc:
+            found = [f"{contract.topic}: {exc}"]
+        versions = ", ".join(f"v{n}" for n in contract.versions)
+        if found:
+            failures += len(found)
+            for problem in found:
+                print(f"contracts: {problem}", file=sys.stderr)
+        else:
+            print(f"contracts: {contract.topic} ({versions}; {contract.compatibility}): ok")
+    return 1 if failures else 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from streaming.demo import run_demo
     from streaming.generator.shop import FaultRates
@@ -236,6 +269,7 @@ _COMMANDS = {
     "generate": _generate,
     "stream": _stream,
     "demo": _demo,
+    "contracts": _contracts,
 }
 
 
