@@ -71,16 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--no-progress", action="store_true", help="no progress line")
 
-    stream = commands.add_parser("stream", help="run streams: `stream bronze`")
+    stream = commands.add_parser("stream", help="run streams: `stream bronze|silver|all`")
     layers = stream.add_subparsers(dest="layer", required=True, metavar="LAYER")
-    bronze = layers.add_parser("bronze", help="Kafka topics -> bronze Delta tables")
-    bronze.add_argument(
-        "--topic",
-        action="append",
-        default=[],
-        help="source topic or table (repeatable; default: all)",
-    )
-    bronze.add_argument("--available-now", action="store_true", help="catch up, then stop")
+    for layer, what in (
+        ("bronze", "Kafka topics -> bronze Delta tables"),
+        ("silver", "bronze -> silver, quarantine and duplicates (event topics with a contract)"),
+        ("all", "every layer in one Spark application"),
+    ):
+        command = layers.add_parser(layer, help=what)
+        command.add_argument(
+            "--topic",
+            action="append",
+            default=[],
+            help="source topic or table (repeatable; default: all)",
+        )
+        command.add_argument("--available-now", action="store_true", help="catch up, then stop")
 
     contracts = commands.add_parser("contracts", help="event contracts: `contracts check`")
     contract_commands = contracts.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -198,14 +203,17 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _stream(settings: Settings, args: argparse.Namespace) -> int:
-    from streaming.runner import run_streams
+    from streaming.runner import LAYERS, run_streams
     from streaming.session import build_spark_session
 
     stop = threading.Event()
     spark = build_spark_session(settings)
     stop_on_signals(stop)
     try:
-        rows = run_streams(spark, settings, args.topic, available_now=args.available_now, stop=stop)
+        layers = list(LAYERS) if args.layer == "all" else [args.layer]
+        rows = run_streams(
+            spark, settings, args.topic, available_now=args.available_now, stop=stop, layers=layers
+        )
     finally:
         spark.stop()
     for name, count in sorted(rows.items()):

@@ -23,6 +23,8 @@ from streaming.kafka_client import ensure_topics
 from streaming.services.kafka_broker import LocalKafka
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from streaming.progress import ProgressRecorder
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,6 @@ def run_demo(
     from streaming.progress import ProgressRecorder
     from streaming.runner import start_streams, stop_queries, watch
     from streaming.session import build_spark_session
-    from streaming.tables import read_delta
 
     broker = LocalKafka.from_settings(settings)
     status, started_broker = broker.up()
@@ -103,11 +104,7 @@ def run_demo(
                 stop.set()
                 generator.join(timeout=120)
                 stop_queries(queries, asked_by=spark if asked else None)
-        tables = {
-            s.table_name: read_delta(spark, settings.table_path(LAYER, s.table_name))
-            for s in settings.pipeline.sources
-        }
-        rows = {name: table.count() for name, table in tables.items() if table is not None}
+        rows = _table_counts(spark, settings)
         spark.stop()
     finally:
         if started_broker:
@@ -121,19 +118,40 @@ def run_demo(
             else HeadwaterError(f"the generator failed: {error}")
         )
     print(f"generator: {report.summary()}", file=out)
-    for table, count in sorted(rows.items()):
-        print(f"bronze.{table}: {count:,} rows", file=out)
+    for table, count in rows.items():
+        print(f"{table}: {count:,} rows", file=out)
     return rows
 
 
 def _status_line(recorder: ProgressRecorder, started: float) -> str:
-    parts = []
+    """Rows read so far per layer, with the bronze streams' lag behind Kafka."""
+    rows: dict[str, int] = {}
+    behind: list[int] = []
     for name, last in sorted(recorder.last_by_query.items()):
-        behind = last.get("offsets_behind_latest")
-        parts.append(
-            f"{name} {recorder.rows_by_query[name]:,} rows "
-            f"({last.get('input_rows_per_second') or 0:,.0f}/s, {behind if behind is not None else '?'} behind)"
-        )
-    return f"[{time.monotonic() - started:5.0f} s] " + (
-        "; ".join(parts) or "waiting for the first batch"
-    )
+        layer = name.split("_", 1)[0]
+        rows[layer] = rows.get(layer, 0) + recorder.rows_by_query[name]
+        if last.get("offsets_behind_latest") is not None:
+            behind.append(int(last["offsets_behind_latest"]))
+    if not rows:
+        return f"[{time.monotonic() - started:5.0f} s] waiting for the first batch"
+    parts = [f"{layer} {count:,} rows read" for layer, count in rows.items()]
+    lag = f"; {sum(behind):,} records behind Kafka" if behind else ""
+    return f"[{time.monotonic() - started:5.0f} s] " + "; ".join(parts) + lag
+
+
+def _table_counts(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """Rows in every table the pipeline writes, by qualified name, in flow order."""
+    from streaming.silver.streams import event_contract
+    from streaming.tables import read_table
+
+    names = [f"bronze.{s.table_name}" for s in settings.pipeline.sources]
+    for source in settings.pipeline.sources:
+        contract = event_contract(settings, source)
+        if contract is not None:
+            names += [
+                f"silver.{contract.silver_table}",
+                f"quarantine.{source.table_name}",
+                f"duplicates.{source.table_name}",
+            ]
+    tables = {name: read_table(spark, settings, name) for name in names}
+    return {name: table.count() for name, table in tables.items() if table is not None}

@@ -102,8 +102,11 @@ def stop_queries(
     batch once; the next run redoes this one), so Spark's log is muted while the queries stop.
     """
     context = asked_by.sparkContext if asked_by is not None else None
+    py4j_log = logging.getLogger("py4j")
+    py4j_level = py4j_log.level
     if context is not None and any(q.isActive for q in queries):
         context.setLogLevel("OFF")
+        py4j_log.setLevel(logging.CRITICAL)  # the interrupted foreachBatch calls, reported by Py4J
     try:
         for query in queries:
             try:
@@ -114,6 +117,7 @@ def stop_queries(
     finally:
         if context is not None:
             context.setLogLevel("WARN")
+            py4j_log.setLevel(py4j_level)
 
 
 def watch(

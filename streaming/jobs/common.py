@@ -57,8 +57,27 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
-def run_job(args: argparse.Namespace, *, topics: Sequence[str], available_now: bool) -> int:
-    """Build the session from conf and run the bronze streams; 0 on success, 2 on a
+def stream_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments of every stream job: conf, profile, topics, availableNow."""
+    parser = job_arguments(description)
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        help="a source topic or table name from conf/pipeline.yaml (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--available-now",
+        action="store_true",
+        help="catch up with what is there now, then stop (default: run continuously)",
+    )
+    return parser
+
+
+def run_job(
+    args: argparse.Namespace, *, layers: Sequence[str], topics: Sequence[str], available_now: bool
+) -> int:
+    """Build the session from conf and run the streams of `layers`; 0 on success, 2 on a
     HeadwaterError (printed as one sentence)."""
     # Imported here so `--help` answers without loading Spark.
     from streaming.runner import run_streams
@@ -71,7 +90,9 @@ def run_job(args: argparse.Namespace, *, topics: Sequence[str], available_now: b
         spark = build_spark_session(settings)
         stop_on_signals(stop)
         try:
-            rows = run_streams(spark, settings, topics, available_now=available_now, stop=stop)
+            rows = run_streams(
+                spark, settings, topics, available_now=available_now, stop=stop, layers=layers
+            )
         finally:
             spark.stop()
     except HeadwaterError as exc:

@@ -121,25 +121,30 @@ class EventBatchWriter:
         self.app_id = f"headwater-{SILVER}-{source.table_name}"
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        if batch.isEmpty():
+            return
         spark = batch.sparkSession
         checked = check_records(batch, self.contract).persist()
         try:
-            valid = silver_rows(checked, self.contract).persist()
-            firsts, later_in_batch = first_per_id(valid, self.id_column)
-            new, repeated = self._split_seen(spark, valid, firsts)
-            self._append(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
-            dups = duplicate_rows(later_in_batch.unionByName(repeated), self.id_column)
-            self._append(
-                dups, self.duplicates_path, "ingest_date", f"{self.app_id}-duplicates", batch_id
-            )
-            bad = quarantine_rows(checked)
-            self._append(
-                bad, self.quarantine_path, "ingest_date", f"{self.app_id}-quarantine", batch_id
-            )
-            dead_letter = self.settings.pipeline.silver.dead_letter_topic(self.source.topic)
-            if dead_letter:
-                self._send_dead_letters(bad, dead_letter)
-            valid.unpersist()
+            failed = checked.where(F.size(ERRORS) > 0).count()
+            if failed < checked.count():
+                valid = silver_rows(checked, self.contract).persist()
+                firsts, later_in_batch = first_per_id(valid, self.id_column)
+                new, repeated = self._split_seen(spark, valid, firsts)
+                self._append(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
+                dups = duplicate_rows(later_in_batch.unionByName(repeated), self.id_column)
+                self._append(
+                    dups, self.duplicates_path, "ingest_date", f"{self.app_id}-duplicates", batch_id
+                )
+                valid.unpersist()
+            if failed:
+                bad = quarantine_rows(checked)
+                self._append(
+                    bad, self.quarantine_path, "ingest_date", f"{self.app_id}-quarantine", batch_id
+                )
+                dead_letter = self.settings.pipeline.silver.dead_letter_topic(self.source.topic)
+                if dead_letter:
+                    self._send_dead_letters(bad, dead_letter)
         finally:
             checked.unpersist()
 

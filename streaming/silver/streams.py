@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from streaming.batches import safe_batches
 from streaming.bronze import BRONZE_SCHEMA, PARTITION_COLUMN
 from streaming.bronze import LAYER as BRONZE
 from streaming.config import Settings, Source
@@ -84,7 +85,9 @@ def start_silver_events(
         spark.readStream.format("delta")
         .load(settings.table_path(BRONZE, source.table_name))
         .writeStream.queryName(query_name(source))
-        .foreachBatch(EventBatchWriter(settings, source, contract))
+        .foreachBatch(
+            safe_batches(query_name(source), EventBatchWriter(settings, source, contract))
+        )
         .option("checkpointLocation", settings.checkpoint_path(SILVER, contract.silver_table))
     )
     if available_now:
