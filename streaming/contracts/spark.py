@@ -36,6 +36,8 @@ CORRUPT = "_corrupt_record"
 ERRORS, WARNINGS, VERSION = "_errors", "_warnings", "_version"
 RECORD_RULES = ("record.null_value", "record.utf8", "record.json", "record.version")
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_ISO_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$"
 _REASONS = "array<struct<rule:string,message:string>>"
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 _JSON_OPTIONS = {
@@ -124,7 +126,7 @@ def field_rules(contract: Contract, raw: Column, typed: Column) -> list[Rule]:
                 checks.append(
                     (
                         "type",
-                        r.isNotNull() & t.isNull(),
+                        r.isNotNull() & (t.isNull() | _not_text_form(field, r)),
                         _msg(f"{name}: ", r, f" is not a valid {_type_name(field, kind)}"),
                     )
                 )
@@ -192,6 +194,13 @@ def field_rules(contract: Contract, raw: Column, typed: Column) -> list[Rule]:
                     Rule(rule_id, number, level, F.coalesce(violated, F.lit(False)), message)
                 )
     return rules
+
+
+def _not_text_form(field: FieldSchema, raw: Column) -> Column:
+    """True where a date or date-time field's raw text is not in ISO-8601 form: Spark's JSON
+    reader would otherwise take a number (-1) as seconds since 1970."""
+    pattern = {"date-time": _ISO_DATE_TIME, "date": _ISO_DATE}.get(field.format or "")
+    return ~raw.rlike(pattern) if pattern else F.lit(False)
 
 
 def _type_name(field: FieldSchema, kind: DataType) -> str:

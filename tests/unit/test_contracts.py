@@ -102,6 +102,7 @@ def test_every_broken_rule_is_reported(spark: SparkSession) -> None:
         value(currency="XXX", items="many"),
         value(schema_version=99),
         value(event_time="yesterday"),
+        value(event_time=-1),
         value(amount={"a": 1}),
         value(customer_id=...),
         value(event_id="not-a-uuid", items=0, order_id=""),
@@ -114,6 +115,7 @@ def test_every_broken_rule_is_reported(spark: SparkSession) -> None:
         ],
         ["schema_version: 99 is not a version of the contract (known: 1, 2)"],
         ["event_time: yesterday is not a valid ISO-8601 date-time"],
+        ["event_time: -1 is not a valid ISO-8601 date-time"],
         ['amount: {"a":1} is not a valid decimal(12,2)'],
         ["customer_id: required"],
         [
