@@ -82,6 +82,8 @@ def test_demo_bounded_by_demo_seconds(spark: SparkSession, tmp_path: Path) -> No
     table = read_delta(spark, settings.table_path("bronze", "shop_orders"))
     assert table is not None and table.count() == reported
     assert "kafka: stopped (the demo started it)" in output
+    for table in ("silver.orders", "quarantine.shop_orders", "duplicates.shop_orders"):
+        assert re.search(rf"{re.escape(table)}: [\d,]+ rows", output), f"{table} is reported"
     assert_nothing_left(settings, process.pid)
 
 
