@@ -18,7 +18,12 @@ from streaming.bronze import start_bronze
 from streaming.config import Settings, Source
 from streaming.errors import HeadwaterError
 from streaming.progress import ProgressRecorder
-from streaming.silver.streams import event_contract, start_silver_events
+from streaming.silver.streams import (
+    cdc_contract,
+    event_contract,
+    start_silver_cdc,
+    start_silver_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +81,18 @@ def start_streams(
                         start_bronze(spark, settings, source, available_now=available_now)
                     )
                 elif layer == "silver":
-                    contract = event_contract(settings, source)
-                    if contract is not None:
+                    events = event_contract(settings, source)
+                    if events is not None:
                         queries.append(
                             start_silver_events(
-                                spark, settings, source, contract, available_now=available_now
+                                spark, settings, source, events, available_now=available_now
+                            )
+                        )
+                    cdc = cdc_contract(settings, source)
+                    if cdc is not None:
+                        queries.append(
+                            start_silver_cdc(
+                                spark, settings, source, cdc, available_now=available_now
                             )
                         )
                 else:

@@ -31,16 +31,13 @@ def read_table(spark: SparkSession, settings: Settings, qualified: str) -> DataF
 
 
 def ensure_delta_table(
-    spark: SparkSession, path: str, schema: StructType, partition_by: str
+    spark: SparkSession, path: str, schema: StructType, partition_by: str | None = None
 ) -> None:
     """Create an empty Delta table at `path` unless one exists, so readers (a downstream
     stream, Dagster, a notebook) find it before the first batch lands."""
     from delta.tables import DeltaTable
 
-    (
-        DeltaTable.createIfNotExists(spark)
-        .location(path)
-        .addColumns(schema)
-        .partitionedBy(partition_by)
-        .execute()
-    )
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    if partition_by:
+        builder = builder.partitionedBy(partition_by)
+    builder.execute()

@@ -41,12 +41,14 @@ def write_conf(
     (conf / "contracts").mkdir(exist_ok=True)
     for topic in topics or ["shop.orders"]:
         entity = topic.rsplit(".", 1)[-1]
-        shop_contract = REPO / "conf" / "contracts" / f"shop.{entity}.yaml"
+        shop_topic = "shop.public.customers" if entity == "customers" else f"shop.{entity}"
+        shop_contract = REPO / "conf" / "contracts" / f"{shop_topic}.yaml"
         if shop_contract.is_file():
             # The shop's contract, for this test's own topic name.
-            text = shop_contract.read_text().replace(f"topic: shop.{entity}", f"topic: {topic}")
+            text = shop_contract.read_text().replace(f"topic: {shop_topic}", f"topic: {topic}")
             (conf / "contracts" / f"{topic}.yaml").write_text(text)
-            sources.append({"topic": topic, "partitions": 3})
+            kind = "cdc" if entity == "customers" else "events"
+            sources.append({"topic": topic, "partitions": 3, "kind": kind})
         else:
             sources.append({"topic": topic, "partitions": 3, "silver": False})
     pipeline_doc: dict[str, Any] = {"sources": sources, "progress": {"flush_interval_seconds": 1}}

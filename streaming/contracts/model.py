@@ -98,6 +98,7 @@ class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     topic: str
+    kind: Literal["events"] = "events"
     silver_table: str
     compatibility: Compatibility = "backward"
     fields: ContractFields = ContractFields()
@@ -134,6 +135,25 @@ class Contract(BaseModel):
         return max(self.versions)
 
 
+class CdcContract(BaseModel):
+    """The contract of a Debezium change-data-capture topic: the table's row and its key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str
+    kind: Literal["cdc"]
+    silver_table: str
+    key: str
+    criticality: dict[str, Criticality] = Field(default_factory=dict)
+    row: VersionSchema
+
+    @model_validator(mode="after")
+    def _key_is_required(self) -> CdcContract:
+        if self.key not in self.row.required:
+            raise ValueError(f"row must require the key field '{self.key}'")
+        return self
+
+
 def contract_path(conf_dir: Path, topic: str) -> Path:
     return conf_dir / "contracts" / f"{topic}.yaml"
 
@@ -155,3 +175,14 @@ def load_contract(conf_dir: Path, topic: str) -> Contract:
 def describe(value: Any) -> str:
     """A value as a contract message shows it."""
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def load_cdc_contract(conf_dir: Path, topic: str) -> CdcContract:
+    """The CDC contract of `topic`; ConfigError naming the file and field when invalid."""
+    path = contract_path(conf_dir, topic)
+    contract = parse_file(CdcContract, path)
+    if contract.topic != topic:
+        raise ConfigError(
+            f"{path}: field 'topic' is '{contract.topic}' but the file is for '{topic}'"
+        )
+    return contract

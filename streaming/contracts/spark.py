@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -30,7 +31,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from streaming.contracts.model import Contract, Criticality, FieldSchema, describe
+from streaming.contracts.model import Contract, Criticality, FieldSchema, VersionSchema, describe
 
 CORRUPT = "_corrupt_record"
 ERRORS, WARNINGS, VERSION = "_errors", "_warnings", "_version"
@@ -38,12 +39,13 @@ RECORD_RULES = ("record.null_value", "record.utf8", "record.json", "record.versi
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _ISO_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$"
-_REASONS = "array<struct<rule:string,message:string>>"
+REASONS_TYPE = "array<struct<rule:string,message:string>>"
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
-_JSON_OPTIONS = {
+JSON_OPTIONS = {
     "mode": "PERMISSIVE",
     "columnNameOfCorruptRecord": CORRUPT,
-    "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss[.SSS][.SS][.S][XXX]",
+    # 1 to 9 fraction digits (Debezium sends 6), then Z or an offset.
+    "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss[.SSSSSSSSS][XXX]",
 }
 
 
@@ -88,11 +90,11 @@ def silver_schema(contract: Contract) -> StructType:
     return StructType([StructField(n, t, True) for n, t in seen.items()])
 
 
-def _with_corrupt(schema: StructType) -> StructType:
+def with_corrupt(schema: StructType) -> StructType:
     return StructType([*schema.fields, StructField(CORRUPT, StringType(), True)])
 
 
-def _raw_schema(schema: StructType) -> StructType:
+def raw_schema(schema: StructType) -> StructType:
     return StructType([StructField(f.name, StringType(), True) for f in schema.fields])
 
 
@@ -107,92 +109,104 @@ class Rule:
     message: Column
 
 
-def _msg(*parts: Column | str) -> Column:
+def text_of(*parts: Column | str) -> Column:
     return F.concat(*[p if isinstance(p, Column) else F.lit(p) for p in parts])
 
 
 def field_rules(contract: Contract, raw: Column, typed: Column) -> list[Rule]:
     """Every rule of every version, as columns over the raw (all-string) and typed parses."""
+    return [
+        rule
+        for number, version in contract.versions.items()
+        for rule in version_rules(version, number, raw, typed, contract.criticality)
+    ]
+
+
+def version_rules(
+    version: VersionSchema,
+    number: int,
+    raw: Column,
+    typed: Column,
+    criticality: Mapping[str, Criticality],
+) -> list[Rule]:
+    """The rules of one JSON Schema object, as columns over its raw and typed parses."""
     rules: list[Rule] = []
-    for number, version in contract.versions.items():
-        for name, field in version.properties.items():
-            r, t = raw[name], typed[name]
-            shown = t.cast("string")
-            checks: list[tuple[str, Column, Column]] = []
-            if name in version.required and not field.nullable:
-                checks.append(("required", r.isNull(), _msg(f"{name}: required")))
-            kind = spark_type(field)
-            if not isinstance(kind, StringType):
+    for name, field in version.properties.items():
+        r, t = raw[name], typed[name]
+        shown = t.cast("string")
+        checks: list[tuple[str, Column, Column]] = []
+        if name in version.required and not field.nullable:
+            checks.append(("required", r.isNull(), text_of(f"{name}: required")))
+        kind = spark_type(field)
+        if not isinstance(kind, StringType):
+            checks.append(
+                (
+                    "type",
+                    r.isNotNull() & (t.isNull() | _not_text_form(field, r)),
+                    text_of(f"{name}: ", r, f" is not a valid {_type_name(field, kind)}"),
+                )
+            )
+        if field.format == "uuid":
+            checks.append(("format", ~t.rlike(_UUID), text_of(f"{name}: ", t, " is not a UUID")))
+        if field.enum is not None:
+            allowed = ", ".join(describe(v) for v in field.enum)
+            checks.append(
+                (
+                    "enum",
+                    ~t.isin(list(field.enum)),
+                    text_of(f"{name}: ", shown, f" is not one of {allowed}"),
+                )
+            )
+        if field.const is not None:
+            checks.append(
+                (
+                    "const",
+                    t != F.lit(field.const),
+                    text_of(f"{name}: ", shown, f" is not {describe(field.const)}"),
+                )
+            )
+        for keyword, bound, broken in (
+            ("minimum", field.minimum, operator.lt),
+            ("maximum", field.maximum, operator.gt),
+            ("exclusiveMinimum", field.exclusiveMinimum, operator.le),
+            ("exclusiveMaximum", field.exclusiveMaximum, operator.ge),
+        ):
+            if bound is not None:
                 checks.append(
                     (
-                        "type",
-                        r.isNotNull() & (t.isNull() | _not_text_form(field, r)),
-                        _msg(f"{name}: ", r, f" is not a valid {_type_name(field, kind)}"),
+                        keyword,
+                        broken(t, F.lit(bound)),
+                        text_of(f"{name}: ", shown, f" breaks {keyword} {bound:g}"),
                     )
                 )
-            if field.format == "uuid":
-                checks.append(("format", ~t.rlike(_UUID), _msg(f"{name}: ", t, " is not a UUID")))
-            if field.enum is not None:
-                allowed = ", ".join(describe(v) for v in field.enum)
-                checks.append(
-                    (
-                        "enum",
-                        ~t.isin(list(field.enum)),
-                        _msg(f"{name}: ", shown, f" is not one of {allowed}"),
-                    )
+        if field.minLength is not None:
+            checks.append(
+                (
+                    "minLength",
+                    F.length(t) < field.minLength,
+                    text_of(f"{name}: shorter than {field.minLength} characters"),
                 )
-            if field.const is not None:
-                checks.append(
-                    (
-                        "const",
-                        t != F.lit(field.const),
-                        _msg(f"{name}: ", shown, f" is not {describe(field.const)}"),
-                    )
+            )
+        if field.maxLength is not None:
+            checks.append(
+                (
+                    "maxLength",
+                    F.length(t) > field.maxLength,
+                    text_of(f"{name}: longer than {field.maxLength} characters"),
                 )
-            for keyword, bound, broken in (
-                ("minimum", field.minimum, operator.lt),
-                ("maximum", field.maximum, operator.gt),
-                ("exclusiveMinimum", field.exclusiveMinimum, operator.le),
-                ("exclusiveMaximum", field.exclusiveMaximum, operator.ge),
-            ):
-                if bound is not None:
-                    checks.append(
-                        (
-                            keyword,
-                            broken(t, F.lit(bound)),
-                            _msg(f"{name}: ", shown, f" breaks {keyword} {bound:g}"),
-                        )
-                    )
-            if field.minLength is not None:
-                checks.append(
-                    (
-                        "minLength",
-                        F.length(t) < field.minLength,
-                        _msg(f"{name}: shorter than {field.minLength} characters"),
-                    )
+            )
+        if field.pattern is not None:
+            checks.append(
+                (
+                    "pattern",
+                    ~t.rlike(field.pattern),
+                    text_of(f"{name}: ", t, f" does not match {field.pattern}"),
                 )
-            if field.maxLength is not None:
-                checks.append(
-                    (
-                        "maxLength",
-                        F.length(t) > field.maxLength,
-                        _msg(f"{name}: longer than {field.maxLength} characters"),
-                    )
-                )
-            if field.pattern is not None:
-                checks.append(
-                    (
-                        "pattern",
-                        ~t.rlike(field.pattern),
-                        _msg(f"{name}: ", t, f" does not match {field.pattern}"),
-                    )
-                )
-            for keyword, violated, message in checks:
-                rule_id = f"{name}.{keyword}"
-                level = contract.criticality.get(rule_id) or field.criticality or "error"
-                rules.append(
-                    Rule(rule_id, number, level, F.coalesce(violated, F.lit(False)), message)
-                )
+            )
+        for keyword, violated, message in checks:
+            rule_id = f"{name}.{keyword}"
+            level = criticality.get(rule_id) or field.criticality or "error"
+            rules.append(Rule(rule_id, number, level, F.coalesce(violated, F.lit(False)), message))
     return rules
 
 
@@ -209,16 +223,16 @@ def _type_name(field: FieldSchema, kind: DataType) -> str:
     return kind.simpleString()
 
 
-def _reasons(pairs: list[tuple[Column, str, Column]]) -> Column:
+def reasons_of(pairs: list[tuple[Column, str, Column]]) -> Column:
     """array<struct<rule, message>> of the rules whose condition holds."""
     if not pairs:
-        return F.array().cast(_REASONS)
+        return F.array().cast(REASONS_TYPE)
     entries = [
         F.when(cond, F.struct(F.lit(rule).alias("rule"), msg.alias("message")))
         for cond, rule, msg in pairs
     ]
     # The cast makes the struct's fields nullable: Delta refuses NOT NULL inside arrays.
-    return F.filter(F.array(*entries), lambda e: e.isNotNull()).cast(_REASONS)
+    return F.filter(F.array(*entries), lambda e: e.isNotNull()).cast(REASONS_TYPE)
 
 
 def check_records(records: DataFrame, contract: Contract, value_column: str = "value") -> DataFrame:
@@ -230,15 +244,15 @@ def check_records(records: DataFrame, contract: Contract, value_column: str = "v
     schema = silver_schema(contract)
     value = F.col(value_column)
     text = value.cast("string")
-    raw = F.from_json(text, _with_corrupt(_raw_schema(schema)), _JSON_OPTIONS)
-    typed = F.from_json(text, _with_corrupt(schema), _JSON_OPTIONS)
+    raw = F.from_json(text, with_corrupt(raw_schema(schema)), JSON_OPTIONS)
+    typed = F.from_json(text, with_corrupt(schema), JSON_OPTIONS)
     version_field = contract.fields.version
     known = sorted(contract.versions)
     parsed = records.withColumn("_raw", raw).withColumn("_typed", typed)
     r, t = F.col("_raw"), F.col("_typed")
     version = t[version_field]
     unreadable = value.isNull() | ~F.is_valid_utf8(text) | r.isNull() | r[CORRUPT].isNotNull()
-    record_level = _reasons(
+    record_level = reasons_of(
         [
             (value.isNull(), "record.null_value", F.lit("record: the value is null")),
             (
@@ -261,7 +275,7 @@ def check_records(records: DataFrame, contract: Contract, value_column: str = "v
                 & r[version_field].isNotNull()
                 & ~F.coalesce(version.isin(known), F.lit(False)),
                 "record.version",
-                _msg(
+                text_of(
                     f"{version_field}: ",
                     r[version_field],
                     f" is not a version of the contract (known: {', '.join(map(str, known))})",
@@ -272,7 +286,7 @@ def check_records(records: DataFrame, contract: Contract, value_column: str = "v
     rules = field_rules(contract, r, t)
 
     def by_level(level: Criticality) -> Column:
-        return _reasons(
+        return reasons_of(
             [
                 ((version == F.lit(rule.version)) & rule.violated, rule.id, rule.message)
                 for rule in rules
@@ -281,7 +295,7 @@ def check_records(records: DataFrame, contract: Contract, value_column: str = "v
         )
 
     errors = F.when(F.size(record_level) > 0, record_level).otherwise(by_level("error"))
-    warnings = F.when(F.size(record_level) > 0, F.array().cast(_REASONS)).otherwise(
+    warnings = F.when(F.size(record_level) > 0, F.array().cast(REASONS_TYPE)).otherwise(
         by_level("warn")
     )
     typed_fields = [t[f.name].alias(f.name) for f in schema.fields]

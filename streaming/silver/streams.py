@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 
 from streaming.batches import safe_batches
 from streaming.bronze import BRONZE_SCHEMA, PARTITION_COLUMN
 from streaming.bronze import LAYER as BRONZE
 from streaming.config import Settings, Source
-from streaming.contracts.model import Contract, contract_path, load_contract
+from streaming.contracts.model import (
+    CdcContract,
+    Contract,
+    contract_path,
+    load_cdc_contract,
+    load_contract,
+)
 from streaming.contracts.spark import check_records
 from streaming.errors import ConfigError
+from streaming.silver.cdc import (
+    CdcBatchWriter,
+    change_rows,
+    current_rows,
+    history_rows,
+    parse_changes,
+)
 from streaming.silver.events import (
     DUPLICATES,
     EVENT_DATE,
@@ -88,6 +102,85 @@ def start_silver_events(
         .foreachBatch(
             safe_batches(query_name(source), EventBatchWriter(settings, source, contract))
         )
+        .option("checkpointLocation", settings.checkpoint_path(SILVER, contract.silver_table))
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=settings.pipeline.silver.trigger_interval)
+    return writer.start()
+
+
+def cdc_contract(settings: Settings, source: Source) -> CdcContract | None:
+    """The contract of a CDC source that feeds silver; None for other sources.
+
+    Raises ConfigError when a CDC source with silver on has no contract file.
+    """
+    if source.kind != "cdc" or not source.silver:
+        return None
+    path = contract_path(settings.conf_dir, source.topic)
+    if not path.is_file():
+        raise ConfigError(
+            f"CDC source {source.topic} has no contract at {path}: write one (conf/contracts/"
+            f"shop.public.customers.yaml shows the format), or set silver: false on the source"
+        )
+    return load_cdc_contract(settings.conf_dir, source.topic)
+
+
+def ensure_cdc_tables(
+    spark: SparkSession, settings: Settings, source: Source, contract: CdcContract
+) -> None:
+    """Create the changes, current-state and history tables of a CDC topic."""
+    empty = parse_changes(spark.createDataFrame([], BRONZE_SCHEMA), contract)
+    changes = change_rows(empty, contract)
+    table = contract.silver_table
+    ensure_delta_table(
+        spark, settings.table_path(BRONZE, source.table_name), BRONZE_SCHEMA, PARTITION_COLUMN
+    )
+    ensure_delta_table(spark, settings.table_path(SILVER, f"{table}_changes"), changes.schema)
+    ensure_delta_table(
+        spark, settings.table_path(SILVER, table), current_rows(changes, contract).drop("op").schema
+    )
+    ensure_delta_table(
+        spark,
+        settings.table_path(SILVER, f"{table}_history"),
+        history_rows(changes, contract).schema,
+    )
+    ensure_delta_table(
+        spark,
+        settings.table_path(QUARANTINE, source.table_name),
+        quarantine_rows(empty).schema,
+        "ingest_date",
+    )
+    dups = changes.select(
+        F.col("_change_key").alias("event_id"),
+        "kafka_topic",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_timestamp",
+        "ingest_time",
+        F.to_date("ingest_time").alias("ingest_date"),
+    )
+    ensure_delta_table(
+        spark, settings.table_path(DUPLICATES, source.table_name), dups.schema, "ingest_date"
+    )
+
+
+def start_silver_cdc(
+    spark: SparkSession,
+    settings: Settings,
+    source: Source,
+    contract: CdcContract,
+    *,
+    available_now: bool = False,
+) -> StreamingQuery:
+    """Start the stream bronze.<cdc topic> -> silver changes, current state and history."""
+    ensure_cdc_tables(spark, settings, source, contract)
+    writer = (
+        spark.readStream.format("delta")
+        .load(settings.table_path(BRONZE, source.table_name))
+        .writeStream.queryName(query_name(source))
+        .foreachBatch(safe_batches(query_name(source), CdcBatchWriter(settings, source, contract)))
         .option("checkpointLocation", settings.checkpoint_path(SILVER, contract.silver_table))
     )
     if available_now:

@@ -1,0 +1,288 @@
+"""bronze.<cdc topic> -> silver.<table>_changes, silver.<table> (SCD1), silver.<table>_history (SCD2).
+
+Debezium change events arrive out of order and duplicated; the database's order is
+`source.lsn`. So every valid change is first appended, once per (key, lsn), to
+`silver.<table>_changes`; then, for the keys a batch touched, the current row and the whole
+version history are recomputed from all their changes in lsn order and MERGEd. A late, older
+change therefore lands in its place in history and never overwrites a newer state; a replayed
+batch recomputes the same rows. Tombstones (null values after a delete) are expected and
+skipped; unreadable or rule-breaking changes go to quarantine.<topic>.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+from streaming.config import Settings, Source
+from streaming.contracts.model import CdcContract
+from streaming.contracts.spark import (
+    CORRUPT,
+    ERRORS,
+    JSON_OPTIONS,
+    REASONS_TYPE,
+    VERSION,
+    WARNINGS,
+    raw_schema,
+    reasons_of,
+    spark_type,
+    text_of,
+    version_rules,
+    with_corrupt,
+)
+from streaming.silver.events import (
+    DUPLICATES,
+    QUARANTINE,
+    SILVER,
+    first_per_id,
+    quarantine_rows,
+    seen_before,
+)
+from streaming.tables import read_delta
+
+OPS = ("c", "u", "d", "r")
+CHANGE_KEY = "_change_key"  # key and lsn: what makes a change unique
+
+
+def row_schema(contract: CdcContract) -> StructType:
+    return StructType(
+        [StructField(n, spark_type(f), True) for n, f in contract.row.properties.items()]
+    )
+
+
+def _envelope(row: StructType) -> StructType:
+    source = StructType(
+        [
+            StructField("ts_ms", LongType()),
+            StructField("txId", LongType()),
+            StructField("lsn", LongType()),
+            StructField("snapshot", StringType()),
+        ]
+    )
+    return StructType(
+        [
+            StructField("before", row),
+            StructField("after", row),
+            StructField("source", source),
+            StructField("op", StringType()),
+            StructField("ts_ms", LongType()),
+        ]
+    )
+
+
+def parse_changes(records: DataFrame, contract: CdcContract) -> DataFrame:
+    """Bronze records plus op, lsn, changed_at, the row image, `_tombstone` and `_errors`."""
+    row = row_schema(contract)
+    text = F.col("value").cast("string")
+    typed = F.from_json(text, with_corrupt(_envelope(row)), JSON_OPTIONS)
+    raw = F.from_json(text, with_corrupt(_envelope(raw_schema(row))), JSON_OPTIONS)
+    parsed = records.withColumn("_t", typed).withColumn("_r", raw)
+    t, r = F.col("_t"), F.col("_r")
+    op = t["op"]
+    image_t = F.when(op == "d", t["before"]).otherwise(t["after"])
+    image_r = F.when(op == "d", r["before"]).otherwise(r["after"])
+    tombstone = F.col("value").isNull()
+    unreadable = ~F.is_valid_utf8(text) | t.isNull() | t[CORRUPT].isNotNull()
+    record_level = reasons_of(
+        [
+            (
+                ~tombstone & ~F.is_valid_utf8(text),
+                "record.utf8",
+                F.lit("record: the value is not valid UTF-8"),
+            ),
+            (
+                ~tombstone & F.is_valid_utf8(text) & (t.isNull() | t[CORRUPT].isNotNull()),
+                "record.json",
+                F.lit("record: the value is not a Debezium JSON envelope"),
+            ),
+            (
+                ~tombstone & ~unreadable & ~F.coalesce(op.isin(list(OPS)), F.lit(False)),
+                "record.op",
+                text_of("op: ", F.coalesce(r["op"], F.lit("null")), " is not one of c, u, d, r"),
+            ),
+            (
+                ~tombstone & ~unreadable & t["source"]["lsn"].isNull(),
+                "source.lsn.required",
+                F.lit("source.lsn: required"),
+            ),
+            (
+                ~tombstone & ~unreadable & op.isin(list(OPS)) & image_r.isNull(),
+                "record.image",
+                text_of(
+                    "op ",
+                    op,
+                    ": the ",
+                    F.when(op == "d", "before").otherwise("after"),
+                    " image is missing",
+                ),
+            ),
+        ]
+    )
+    rules = version_rules(contract.row, 1, image_r, image_t, contract.criticality)
+    field_errors = reasons_of(
+        [(rule.violated, rule.id, rule.message) for rule in rules if rule.criticality == "error"]
+    )
+    field_warnings = reasons_of(
+        [(rule.violated, rule.id, rule.message) for rule in rules if rule.criticality == "warn"]
+    )
+    readable = F.size(record_level) == 0
+    return (
+        parsed.select(
+            "*",
+            op.alias("op"),
+            t["source"]["lsn"].alias("lsn"),
+            F.timestamp_millis(t["source"]["ts_ms"]).alias("changed_at"),
+            t["source"]["txId"].alias("tx_id"),
+            *[image_t[f.name].alias(f.name) for f in row.fields],
+        )
+        .withColumn("_tombstone", tombstone)
+        .withColumn(
+            ERRORS,
+            F.when(tombstone, F.array().cast(REASONS_TYPE))
+            .when(readable, field_errors)
+            .otherwise(record_level),
+        )
+        .withColumn(
+            WARNINGS,
+            F.when(readable & ~tombstone, field_warnings).otherwise(F.array().cast(REASONS_TYPE)),
+        )
+        .withColumn(VERSION, F.lit(None).cast("int"))
+        .drop("_t", "_r")
+    )
+
+
+def change_rows(parsed: DataFrame, contract: CdcContract) -> DataFrame:
+    """Valid changes (no tombstones): key, op, lsn, when, the row image, Kafka coordinates."""
+    fields = [F.col(n) for n in contract.row.properties]
+    return parsed.where(~F.col("_tombstone") & (F.size(ERRORS) == 0)).select(
+        F.concat_ws("@", F.col(contract.key), F.col("lsn").cast("string")).alias(CHANGE_KEY),
+        *fields,
+        F.col("op"),
+        F.col("lsn"),
+        F.col("changed_at"),
+        F.col("tx_id"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("kafka_timestamp"),
+        F.col("ingest_time"),
+    )
+
+
+def history_rows(changes: DataFrame, contract: CdcContract) -> DataFrame:
+    """SCD2 from all changes of some keys: one row per version in lsn order, valid_from/valid_to,
+    is_current; a delete closes the version before it and adds none."""
+    by_key = Window.partitionBy(contract.key).orderBy("lsn")
+    ordered = changes.withColumn("valid_to", F.lead("changed_at").over(by_key)).withColumn(
+        "_next_op", F.lead("op").over(by_key)
+    )
+    return ordered.where(F.col("op") != "d").select(
+        *[F.col(n) for n in contract.row.properties],
+        F.col("lsn"),
+        F.col("op"),
+        F.col("changed_at").alias("valid_from"),
+        F.col("valid_to"),
+        F.col("valid_to").isNull().alias("is_current"),
+        (F.col("_next_op") == "d").alias("closed_by_delete"),
+    )
+
+
+def current_rows(changes: DataFrame, contract: CdcContract) -> DataFrame:
+    """SCD1 source for MERGE: the newest change of each key (deletes included, to remove)."""
+    newest = Window.partitionBy(contract.key).orderBy(F.col("lsn").desc())
+    latest = changes.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1")
+    return latest.select(
+        *[F.col(n) for n in contract.row.properties], F.col("lsn"), F.col("op"), F.col("changed_at")
+    )
+
+
+class CdcBatchWriter:
+    """The foreachBatch function of one CDC topic's silver stream."""
+
+    def __init__(self, settings: Settings, source: Source, contract: CdcContract) -> None:
+        self.contract = contract
+        table = contract.silver_table
+        self.changes_path = settings.table_path(SILVER, f"{table}_changes")
+        self.current_path = settings.table_path(SILVER, table)
+        self.history_path = settings.table_path(SILVER, f"{table}_history")
+        self.quarantine_path = settings.table_path(QUARANTINE, source.table_name)
+        self.duplicates_path = settings.table_path(DUPLICATES, source.table_name)
+        self.app_id = f"headwater-{SILVER}-{source.table_name}"
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        from delta.tables import DeltaTable
+
+        if batch.isEmpty():
+            return
+        spark = batch.sparkSession
+        parsed = parse_changes(batch, self.contract).persist()
+        try:
+            bad = quarantine_rows(parsed.where(~F.col("_tombstone")))
+            if not bad.isEmpty():
+                self._append(bad, self.quarantine_path, "ingest_date", "quarantine", batch_id)
+            changes = change_rows(parsed, self.contract).persist()
+            firsts, later = first_per_id(changes, CHANGE_KEY)
+            existing = read_delta(spark, self.changes_path)
+            repeated = (
+                seen_before(firsts, existing, CHANGE_KEY)
+                if existing is not None
+                else firsts.limit(0)
+            )
+            coords = ["kafka_topic", "kafka_partition", "kafka_offset"]
+            new = firsts.join(repeated.select(*coords), coords, "left_anti")
+            self._append(new, self.changes_path, None, "changes", batch_id)
+            dups = later.unionByName(repeated).select(
+                F.col(CHANGE_KEY).alias("event_id"),
+                *[F.col(c) for c in (*coords, "kafka_timestamp", "ingest_time")],
+                F.to_date("ingest_time").alias("ingest_date"),
+            )
+            self._append(dups, self.duplicates_path, "ingest_date", "duplicates", batch_id)
+            touched = changes.select(self.contract.key).distinct()
+            all_changes = read_delta(spark, self.changes_path)
+            assert all_changes is not None
+            affected = all_changes.join(F.broadcast(touched), self.contract.key, "left_semi")
+            key = self.contract.key
+            (
+                DeltaTable.forPath(spark, self.history_path)
+                .alias("t")
+                .merge(
+                    history_rows(affected, self.contract).alias("s"),
+                    f"t.{key} = s.{key} AND t.lsn = s.lsn",
+                )
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+            (
+                DeltaTable.forPath(spark, self.current_path)
+                .alias("t")
+                .merge(current_rows(affected, self.contract).alias("s"), f"t.{key} = s.{key}")
+                .whenMatchedDelete(condition="s.op = 'd'")
+                .whenMatchedUpdate(
+                    set={c: f"s.{c}" for c in [*self.contract.row.properties, "lsn", "changed_at"]}
+                )
+                .whenNotMatchedInsert(
+                    condition="s.op != 'd'",
+                    values={
+                        c: f"s.{c}" for c in [*self.contract.row.properties, "lsn", "changed_at"]
+                    },
+                )
+                .execute()
+            )
+            changes.unpersist()
+        finally:
+            parsed.unpersist()
+
+    def _append(
+        self, rows: DataFrame, path: str, partition: str | None, what: str, batch_id: int
+    ) -> None:
+        writer = rows.write.format("delta").mode("append")
+        if partition:
+            writer = writer.partitionBy(partition)
+        (
+            writer.option("txnAppId", f"{self.app_id}-{what}")
+            .option("txnVersion", batch_id)
+            .option("mergeSchema", "true")
+            .save(path)
+        )
