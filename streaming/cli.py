@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from streaming.config import Settings, load_settings
@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         "out_of_order, malformed, violations, v2, null_values, unknown_version",
     )
     generate.add_argument("--no-progress", action="store_true", help="no progress line")
+    generate.add_argument(
+        "--customers",
+        action="store_true",
+        help="Debezium change events of public.customers instead of orders and payments "
+        "(faults: duplicates, out_of_order)",
+    )
 
     stream = commands.add_parser("stream", help="run streams: `stream bronze|silver|all`")
     layers = stream.add_subparsers(dest="layer", required=True, metavar="LAYER")
@@ -173,8 +179,9 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
     import secrets
     from datetime import UTC
 
+    from streaming.generator.customers import CustomerChanges
     from streaming.generator.producer import produce, stderr_if_tty
-    from streaming.generator.shop import FaultRates, ShopSimulator
+    from streaming.generator.shop import FaultRates, Record, ShopSimulator
     from streaming.kafka_client import ensure_topics
 
     try:
@@ -186,12 +193,16 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
         start = start.replace(tzinfo=UTC)
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     ensure_topics(settings.profile.kafka, settings.pipeline.sources)
-    simulator = ShopSimulator(seed, start, rate=args.rate or 100.0, faults=faults)
+    records: Iterable[Record]
+    if args.customers:
+        records = CustomerChanges(seed, start, rate=args.rate or 20.0, faults=faults)
+    else:
+        records = ShopSimulator(seed, start, rate=args.rate or 100.0, faults=faults)
     stop = threading.Event()
     stop_on_signals(stop)
     report = produce(
         settings.profile.kafka,
-        simulator,
+        records,
         rate=args.rate,
         count=args.count,
         seconds=args.seconds,

@@ -11,13 +11,15 @@ import secrets
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
+from streaming.generator.customers import CustomerChanges
 from streaming.generator.producer import GenerationReport, produce
-from streaming.generator.shop import FaultRates, ShopSimulator
+from streaming.generator.shop import FaultRates, Record, ShopSimulator
 from streaming.jobs.common import stop_on_signals
 from streaming.kafka_client import ensure_topics
 from streaming.services.kafka_broker import LocalKafka
@@ -52,7 +54,7 @@ def run_demo(
     status, started_broker = broker.up()
     print(status.describe() + (" (started by the demo)" if started_broker else ""), file=out)
     generator_error: list[BaseException] = []
-    report = GenerationReport()
+    reports: dict[str, GenerationReport] = {}
     try:
         ensure_topics(settings.profile.kafka, settings.pipeline.sources)
         spark = build_spark_session(settings)
@@ -62,12 +64,21 @@ def run_demo(
             file=out,
         )
         seed = secrets.randbits(32)
-        simulator = ShopSimulator(seed, datetime.now(UTC), rate=rate, faults=faults)
+        now = datetime.now(UTC)
+        feeds: list[tuple[str, Iterable[Record], float]] = [
+            ("shop", ShopSimulator(seed, now, rate=rate, faults=faults), rate)
+        ]
+        cdc = [s for s in settings.pipeline.sources if s.kind == "cdc"]
+        if cdc:
+            # Until Debezium runs, customer changes come from the generator (a tenth of the rate).
+            changes = CustomerChanges(
+                seed, now, rate=max(rate / 10, 1), faults=faults, topic=cdc[0].topic
+            )
+            feeds.append(("customers", changes, max(rate / 10, 1)))
 
-        def generate() -> None:
+        def generate(name: str, records: Iterable[Record], feed_rate: float) -> None:
             try:
-                nonlocal report
-                report = produce(settings.profile.kafka, simulator, rate=rate, stop=stop)
+                reports[name] = produce(settings.profile.kafka, records, rate=feed_rate, stop=stop)
             except BaseException as exc:  # reported by the main thread
                 generator_error.append(exc)
                 stop.set()
@@ -76,11 +87,17 @@ def run_demo(
         ends = started + seconds if seconds else None
         with ProgressRecorder(spark, settings) as recorder:
             queries = start_streams(spark, settings, settings.pipeline.sources, available_now=False)
-            generator = threading.Thread(target=generate, name="generator", daemon=True)
-            generator.start()
+            generators = [
+                threading.Thread(
+                    target=generate, args=feed, name=f"generator-{feed[0]}", daemon=True
+                )
+                for feed in feeds
+            ]
+            for generator in generators:
+                generator.start()
             print(
-                f"demo: generating ~{rate:g} events/s (seed {seed}) into "
-                f"{', '.join(s.topic for s in settings.pipeline.sources if s.kind == 'events')}; "
+                f"demo: generating ~{sum(f[2] for f in feeds):g} records/s (seed {seed}) into "
+                f"{', '.join(s.topic for s in settings.pipeline.sources)}; "
                 f"bronze tables under {settings.table_path(LAYER, '')}"
                 + (f"; stops after {seconds:g} s" if seconds else "; Ctrl-C stops everything"),
                 file=out,
@@ -102,7 +119,8 @@ def run_demo(
             finally:
                 asked = stop.is_set() or (ends is not None and time.monotonic() >= ends)
                 stop.set()
-                generator.join(timeout=120)
+                for generator in generators:
+                    generator.join(timeout=120)
                 stop_queries(queries, asked_by=spark if asked else None)
         rows = _table_counts(spark, settings)
         spark.stop()
@@ -117,7 +135,8 @@ def run_demo(
             if isinstance(error, HeadwaterError)
             else HeadwaterError(f"the generator failed: {error}")
         )
-    print(f"generator: {report.summary()}", file=out)
+    for name, report in reports.items():
+        print(f"generator ({name}): {report.summary()}", file=out)
     for table, count in rows.items():
         print(f"{table}: {count:,} rows", file=out)
     return rows
@@ -141,17 +160,19 @@ def _status_line(recorder: ProgressRecorder, started: float) -> str:
 
 def _table_counts(spark: SparkSession, settings: Settings) -> dict[str, int]:
     """Rows in every table the pipeline writes, by qualified name, in flow order."""
-    from streaming.silver.streams import event_contract
+    from streaming.silver.streams import cdc_contract, event_contract
     from streaming.tables import read_table
 
     names = [f"bronze.{s.table_name}" for s in settings.pipeline.sources]
     for source in settings.pipeline.sources:
         contract = event_contract(settings, source)
         if contract is not None:
-            names += [
-                f"silver.{contract.silver_table}",
-                f"quarantine.{source.table_name}",
-                f"duplicates.{source.table_name}",
-            ]
+            names.append(f"silver.{contract.silver_table}")
+        cdc = cdc_contract(settings, source)
+        if cdc is not None:
+            table = cdc.silver_table
+            names += [f"silver.{table}", f"silver.{table}_history", f"silver.{table}_changes"]
+        if contract is not None or cdc is not None:
+            names += [f"quarantine.{source.table_name}", f"duplicates.{source.table_name}"]
     tables = {name: read_table(spark, settings, name) for name in names}
     return {name: table.count() for name, table in tables.items() if table is not None}

@@ -235,12 +235,40 @@ def reasons_of(pairs: list[tuple[Column, str, Column]]) -> Column:
     return F.filter(F.array(*entries), lambda e: e.isNotNull()).cast(REASONS_TYPE)
 
 
+@dataclass(frozen=True)
+class CompiledContract:
+    """A contract as Spark columns, built once and applied to every batch (building the
+    rule expressions costs about a second of Py4J calls)."""
+
+    raw: Column
+    typed: Column
+    added: tuple[Column, ...]
+    errors: Column
+    warnings: Column
+
+    def apply(self, records: DataFrame) -> DataFrame:
+        """`records` plus the typed fields, `_version`, `_errors` and `_warnings`."""
+        return (
+            records.withColumn("_raw", self.raw)
+            .withColumn("_typed", self.typed)
+            .select("*", *self.added)
+            .withColumn(ERRORS, self.errors)
+            .withColumn(WARNINGS, self.warnings)
+            .drop("_raw", "_typed")
+        )
+
+
 def check_records(records: DataFrame, contract: Contract, value_column: str = "value") -> DataFrame:
     """`records` plus the contract's typed fields, `_version`, `_errors` and `_warnings`.
 
     Record-level problems (null value, invalid UTF-8, not a JSON object, unknown version)
     replace field-level ones: a record that cannot be read has no fields to judge.
     """
+    return compile_contract(contract, value_column).apply(records)
+
+
+def compile_contract(contract: Contract, value_column: str = "value") -> CompiledContract:
+    """The columns `check_records` adds, for reuse across batches."""
     schema = silver_schema(contract)
     value = F.col(value_column)
     text = value.cast("string")
@@ -248,7 +276,6 @@ def check_records(records: DataFrame, contract: Contract, value_column: str = "v
     typed = F.from_json(text, with_corrupt(schema), JSON_OPTIONS)
     version_field = contract.fields.version
     known = sorted(contract.versions)
-    parsed = records.withColumn("_raw", raw).withColumn("_typed", typed)
     r, t = F.col("_raw"), F.col("_typed")
     version = t[version_field]
     unreadable = value.isNull() | ~F.is_valid_utf8(text) | r.isNull() | r[CORRUPT].isNotNull()
@@ -299,9 +326,4 @@ def check_records(records: DataFrame, contract: Contract, value_column: str = "v
         by_level("warn")
     )
     typed_fields = [t[f.name].alias(f.name) for f in schema.fields]
-    return (
-        parsed.select("*", *typed_fields, version.alias(VERSION))
-        .withColumn(ERRORS, errors)
-        .withColumn(WARNINGS, warnings)
-        .drop("_raw", "_typed")
-    )
+    return CompiledContract(raw, typed, (*typed_fields, version.alias(VERSION)), errors, warnings)

@@ -216,7 +216,7 @@ class CdcBatchWriter:
         if batch.isEmpty():
             return
         spark = batch.sparkSession
-        parsed = parse_changes(batch, self.contract).persist()
+        parsed = parse_changes(batch, self.contract).localCheckpoint(eager=True)
         try:
             bad = quarantine_rows(parsed.where(~F.col("_tombstone")))
             if not bad.isEmpty():

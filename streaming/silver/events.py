@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from streaming.config import Settings, Source
 from streaming.contracts.model import Contract
-from streaming.contracts.spark import ERRORS, VERSION, WARNINGS, check_records, silver_schema
+from streaming.contracts.spark import ERRORS, VERSION, WARNINGS, compile_contract, silver_schema
 from streaming.kafka_client import spark_kafka_options
 from streaming.tables import read_delta
 
@@ -113,6 +113,7 @@ class EventBatchWriter:
         self.settings = settings
         self.source = source
         self.contract = contract
+        self.compiled = compile_contract(contract)
         self.id_column = contract.fields.id
         self.silver_path = settings.table_path(SILVER, contract.silver_table)
         self.quarantine_path = settings.table_path(QUARANTINE, source.table_name)
@@ -124,7 +125,9 @@ class EventBatchWriter:
         if batch.isEmpty():
             return
         spark = batch.sparkSession
-        checked = check_records(batch, self.contract).persist()
+        # Computed once and cut from its lineage: the contract's rules make a large plan,
+        # which every later step would otherwise analyse again.
+        checked = self.compiled.apply(batch).localCheckpoint(eager=True)
         try:
             failed = checked.where(F.size(ERRORS) > 0).count()
             if failed < checked.count():
