@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     for layer, what in (
         ("bronze", "Kafka topics -> bronze Delta tables"),
         ("silver", "bronze -> silver, quarantine and duplicates (event topics with a contract)"),
+        ("gold", "silver -> gold tables of conf/gold/"),
         ("all", "every layer in one Spark application"),
     ):
         command = layers.add_parser(layer, help=what)
@@ -98,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     contract_commands.add_parser(
         "check",
         help="every contract loads, compiles, and each version is compatible with the one before",
+    )
+
+    commands.add_parser(
+        "reconcile",
+        help="per topic: Kafka = bronze = silver + quarantine + duplicates; per gold table: equal to its definition",
     )
 
     demo = commands.add_parser("demo", help="broker + generator + bronze streams in the foreground")
@@ -258,6 +264,27 @@ def _contracts(settings: Settings, _args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _reconcile(settings: Settings, _args: argparse.Namespace) -> int:
+    from streaming.kafka_client import broker_answers, end_offsets
+    from streaming.reconcile import reconcile
+    from streaming.session import build_spark_session
+
+    kafka = None
+    if broker_answers(settings.profile.kafka):
+        kafka = {
+            s.topic: sum(end_offsets(settings.profile.kafka, s.topic).values())
+            for s in settings.pipeline.sources
+        }
+    spark = build_spark_session(settings)
+    try:
+        result = reconcile(spark, settings, kafka)
+    finally:
+        spark.stop()
+    for line in result.lines():
+        print(line)
+    return 0 if result.ok else 1
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from streaming.demo import run_demo
     from streaming.generator.shop import FaultRates
@@ -289,6 +316,7 @@ _COMMANDS = {
     "stream": _stream,
     "demo": _demo,
     "contracts": _contracts,
+    "reconcile": _reconcile,
 }
 
 

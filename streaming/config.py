@@ -118,6 +118,17 @@ class SilverSettings(_Frozen):
         return f"{topic}{self.dead_letter_suffix}" if self.dead_letter_topics else None
 
 
+class GoldSettings(_Frozen):
+    """How the gold tables of conf/gold/ are kept up to date."""
+
+    trigger_interval: str = "1 second"
+
+    @field_validator("trigger_interval")
+    @classmethod
+    def _valid_interval(cls, value: str) -> str:
+        return _interval(value)
+
+
 class ProgressSettings(_Frozen):
     """The ops.stream_progress table: one row per micro-batch of every stream."""
 
@@ -129,6 +140,7 @@ class Pipeline(_Frozen):
     sources: tuple[Source, ...]
     bronze: BronzeSettings = BronzeSettings()
     silver: SilverSettings = SilverSettings()
+    gold: GoldSettings = GoldSettings()
     progress: ProgressSettings = ProgressSettings()
 
     @field_validator("sources")

@@ -17,6 +17,8 @@ from pyspark.sql.streaming.query import StreamingQuery
 from streaming.bronze import start_bronze
 from streaming.config import Settings, Source
 from streaming.errors import HeadwaterError
+from streaming.gold.definitions import GoldTable, load_gold_tables
+from streaming.gold.maintain import start_gold
 from streaming.progress import ProgressRecorder
 from streaming.silver.streams import (
     cdc_contract,
@@ -59,7 +61,7 @@ def explain_failure(query_name: str, exc: BaseException) -> StreamFailed:
     return StreamFailed(f"stream {query_name} stopped with an error: {first_line}")
 
 
-LAYERS = ("bronze", "silver")
+LAYERS = ("bronze", "silver", "gold")
 
 
 def start_streams(
@@ -95,12 +97,29 @@ def start_streams(
                                 spark, settings, source, cdc, available_now=available_now
                             )
                         )
-                else:
+                elif layer != "gold":
                     raise ValueError(f"unknown layer {layer!r}")
+            if layer == "gold":
+                for table in gold_tables_for(settings, sources):
+                    queries.append(start_gold(spark, settings, table, available_now=available_now))
     except BaseException:
         stop_queries(queries)
         raise
     return queries
+
+
+def gold_tables_for(settings: Settings, sources: Sequence[Source]) -> list[GoldTable]:
+    """The gold tables whose sources are all silver tables of these sources' streams."""
+    from streaming.silver.streams import cdc_contract, event_contract
+
+    silver: set[str] = set()
+    for source in sources:
+        events, cdc = event_contract(settings, source), cdc_contract(settings, source)
+        if events is not None:
+            silver.add(f"silver.{events.silver_table}")
+        if cdc is not None:
+            silver |= {f"silver.{cdc.silver_table}{s}" for s in ("", "_changes", "_history")}
+    return [t for t in load_gold_tables(settings) if all(s.table in silver for s in t.sources)]
 
 
 def stop_queries(

@@ -1,0 +1,123 @@
+"""Gold tables declared once: conf/gold/<name>.yaml holds SQL over named views of silver.
+
+The same declaration gives the batch definition (the SQL over whole tables) and the
+incremental one (the SQL over the rows of the keys a micro-batch touched).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from streaming.config import Settings, parse_file
+from streaming.errors import ConfigError
+from streaming.tables import read_table
+
+
+class GoldSource(BaseModel):
+    """A view the gold SQL reads, and how its rows map to gold keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    view: str
+    table: str = Field(
+        description="qualified table, e.g. silver.orders; its new rows trigger recomputes"
+    )
+    kind: Literal["table", "cdc_current"] = "table"
+    cdc_key: str | None = Field(None, description="cdc_current: the key of the CDC rows")
+    keys: dict[str, str] = Field(description="gold key -> SQL expression over a row of this table")
+
+    @model_validator(mode="after")
+    def _cdc_key(self) -> GoldSource:
+        if self.kind == "cdc_current" and not self.cdc_key:
+            raise ValueError("a cdc_current source needs cdc_key")
+        return self
+
+
+class GoldTable(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    keys: tuple[str, ...]
+    sources: tuple[GoldSource, ...]
+    sql: str
+
+    @model_validator(mode="after")
+    def _every_source_gives_every_key(self) -> GoldTable:
+        for source in self.sources:
+            if set(source.keys) != set(self.keys):
+                raise ValueError(
+                    f"source view '{source.view}' must give every gold key ({', '.join(self.keys)}), "
+                    f"it gives {', '.join(source.keys) or 'none'}"
+                )
+        return self
+
+
+def load_gold_tables(settings: Settings) -> list[GoldTable]:
+    """Every conf/gold/*.yaml, by name; ConfigError naming file and field when invalid."""
+    folder = settings.conf_dir / "gold"
+    tables = (
+        [parse_file(GoldTable, path) for path in sorted(folder.glob("*.yaml"))]
+        if folder.is_dir()
+        else []
+    )
+    for path, table in zip(
+        sorted(folder.glob("*.yaml")) if folder.is_dir() else [], tables, strict=True
+    ):
+        if Path(path).stem != table.name:
+            raise ConfigError(f"{path}: field 'name' is '{table.name}' but the file is {path.name}")
+    return tables
+
+
+def source_frame(spark: SparkSession, settings: Settings, source: GoldSource) -> DataFrame:
+    """The whole view: the table, or for cdc_current the state its changes lead to."""
+    frame = read_table(spark, settings, source.table)
+    if frame is None:
+        raise ConfigError(
+            f"gold source table {source.table} does not exist yet: start its silver stream first"
+        )
+    if source.kind == "cdc_current":
+        newest = Window.partitionBy(str(source.cdc_key)).orderBy(F.col("lsn").desc())
+        frame = (
+            frame.withColumn("_rank", F.row_number().over(newest))
+            .where("_rank = 1 AND op != 'd'")
+            .drop("_rank")
+        )
+    return frame
+
+
+def key_columns(source: GoldSource) -> list[str]:
+    return [f"_gk_{k}" for k in sorted(source.keys)]
+
+
+def with_keys(frame: DataFrame, source: GoldSource) -> DataFrame:
+    """`frame` plus the gold keys its rows map to (columns _gk_<key>)."""
+    return frame.select(
+        "*", *[F.expr(source.keys[k]).alias(f"_gk_{k}") for k in sorted(source.keys)]
+    )
+
+
+def evaluate(
+    spark: SparkSession,
+    settings: Settings,
+    table: GoldTable,
+    touched: DataFrame | None = None,
+) -> DataFrame:
+    """The gold table's SQL over its sources; with `touched` (columns _gk_<key>) only over
+    the source rows of those keys, which yields exactly those keys' gold rows."""
+    for source in table.sources:
+        frame = source_frame(spark, settings, source)
+        if touched is not None:
+            columns = key_columns(source)
+            frame = (
+                with_keys(frame, source)
+                .join(touched.select(*columns), columns, "left_semi")
+                .drop(*columns)
+            )
+        frame.createOrReplaceTempView(source.view)
+    return spark.sql(table.sql)

@@ -1,0 +1,95 @@
+"""Keeping gold tables exact, incrementally.
+
+One query per gold table reads the new rows of all its source tables (a union of Delta
+streams, so the table has one writer and one checkpoint), maps them to the gold keys they
+touch, recomputes those keys from the declaration, and MERGEs: keys that still have a row are
+updated or inserted, keys that no longer have one are deleted. The recompute reads the sources
+as they are now, so a replayed batch writes the same rows: the MERGE is idempotent.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.query import StreamingQuery
+
+from streaming.batches import safe_batches
+from streaming.config import Settings
+from streaming.gold.definitions import GoldTable, evaluate, with_keys
+from streaming.tables import ensure_delta_table
+
+LAYER = "gold"
+
+
+def query_name(table: GoldTable) -> str:
+    return f"{LAYER}_{table.name}"
+
+
+class GoldBatchWriter:
+    """The foreachBatch function of one gold table."""
+
+    def __init__(self, settings: Settings, table: GoldTable) -> None:
+        self.settings = settings
+        self.table = table
+        self.path = settings.table_path(LAYER, table.name)
+        self.key_columns = [f"_gk_{k}" for k in sorted(table.keys)]
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        from delta.tables import DeltaTable
+
+        spark = batch.sparkSession  # the query's own session: its temp views are its own
+        touched = batch.select(*self.key_columns).distinct().localCheckpoint(eager=True)
+        if touched.isEmpty():
+            return
+        rows = evaluate(spark, self.settings, self.table, touched)
+        keyed = rows.select("*", *[F.col(k).alias(f"_gk_{k}") for k in sorted(self.table.keys)])
+        # Every touched key once: with its recomputed row, or marked to go.
+        source = touched.join(keyed.withColumn("_present", F.lit(True)), self.key_columns, "left")
+        condition = " AND ".join(f"t.`{k}` <=> s.`_gk_{k}`" for k in self.table.keys)
+        columns = [c for c in rows.columns]
+        (
+            DeltaTable.forPath(spark, self.path)
+            .alias("t")
+            .merge(source.alias("s"), condition)
+            .whenMatchedDelete(condition="s._present IS NULL")
+            .whenMatchedUpdate(set={c: f"s.`{c}`" for c in columns})
+            .whenNotMatchedInsert(condition="s._present", values={c: f"s.`{c}`" for c in columns})
+            .execute()
+        )
+
+
+def changes_stream(spark: SparkSession, settings: Settings, table: GoldTable) -> DataFrame:
+    """The new rows of every source table of `table`, as the gold keys they touch."""
+    streams = [
+        with_keys(
+            spark.readStream.format("delta").load(settings.table_path_by_name(s.table)), s
+        ).select(*[F.col(f"_gk_{k}") for k in sorted(table.keys)])
+        for s in table.sources
+    ]
+    return reduce(lambda a, b: a.unionByName(b), streams)
+
+
+def ensure_gold_table(spark: SparkSession, settings: Settings, table: GoldTable) -> None:
+    """Create the gold table with the schema its SQL gives."""
+    empty = evaluate(spark, settings, table).limit(0)
+    ensure_delta_table(spark, settings.table_path(LAYER, table.name), empty.schema)
+
+
+def start_gold(
+    spark: SparkSession, settings: Settings, table: GoldTable, *, available_now: bool = False
+) -> StreamingQuery:
+    """Start the query that keeps gold.<table> equal to its definition."""
+    ensure_gold_table(spark, settings, table)
+    writer = (
+        changes_stream(spark, settings, table)
+        .writeStream.queryName(query_name(table))
+        .foreachBatch(safe_batches(query_name(table), GoldBatchWriter(settings, table)))
+        .option("checkpointLocation", settings.checkpoint_path(LAYER, table.name))
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=settings.pipeline.gold.trigger_interval)
+    return writer.start()
