@@ -57,7 +57,9 @@ def bronze_tables(settings: Settings) -> dg.AssetsDefinition:
         """Catch the selected bronze tables up with Kafka, then stop."""
         chosen = [s for s in sources if bronze_key(s) in context.selected_asset_keys]
         spark = headwater.spark()
-        rows = run_streams(spark, settings, [s.topic for s in chosen], available_now=True, layers=[LAYER])
+        rows = run_streams(
+            spark, settings, [s.topic for s in chosen], available_now=True, layers=[LAYER]
+        )
         for source in chosen:
             path = settings.table_path(LAYER, source.table_name)
             table = read_delta(spark, path)
