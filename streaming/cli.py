@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
         help="every contract loads, compiles, and each version is compatible with the one before",
     )
 
+    run = commands.add_parser(
+        "run", help="the whole pipeline, deployed as conf/pipeline.yaml's deployment.mode says"
+    )
+    run.add_argument("--available-now", action="store_true", help="catch every layer up, then stop")
+
     commands.add_parser(
         "reconcile",
         help="per topic: Kafka = bronze = silver + quarantine + duplicates; per gold table: equal to its definition",
@@ -264,6 +269,28 @@ def _contracts(settings: Settings, _args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    if settings.pipeline.deployment.mode == "application_per_layer":
+        from streaming.deploy import run_per_layer
+
+        stop_on_signals(stop)
+        run_per_layer(settings, available_now=args.available_now, stop=stop)
+        return 0
+    from streaming.runner import run_streams
+    from streaming.session import build_spark_session
+
+    spark = build_spark_session(settings)
+    stop_on_signals(stop)
+    try:
+        rows = run_streams(spark, settings, available_now=args.available_now, stop=stop)
+    finally:
+        spark.stop()
+    for name, count in sorted(rows.items()):
+        print(f"{name}: {count:,} rows read")
+    return 0
+
+
 def _reconcile(settings: Settings, _args: argparse.Namespace) -> int:
     from streaming.kafka_client import broker_answers, end_offsets
     from streaming.reconcile import reconcile
@@ -317,6 +344,7 @@ _COMMANDS = {
     "demo": _demo,
     "contracts": _contracts,
     "reconcile": _reconcile,
+    "run": _run,
 }
 
 

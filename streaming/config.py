@@ -136,8 +136,16 @@ class ProgressSettings(_Frozen):
     flush_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
 
 
+class DeploymentSettings(_Frozen):
+    """How `headwater run` runs the layers: all in one Spark application, or one
+    spark-submit application per layer (each table still has one writing query)."""
+
+    mode: Literal["single_application", "application_per_layer"] = "single_application"
+
+
 class Pipeline(_Frozen):
     sources: tuple[Source, ...]
+    deployment: DeploymentSettings = DeploymentSettings()
     bronze: BronzeSettings = BronzeSettings()
     silver: SilverSettings = SilverSettings()
     gold: GoldSettings = GoldSettings()

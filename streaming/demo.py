@@ -45,7 +45,6 @@ def run_demo(
 ) -> dict[str, int]:
     """Run the demo until `stop` is set or `seconds` pass; returns rows per bronze table."""
     # Spark is imported here so the CLI's other commands start fast.
-    from streaming.bronze import LAYER
     from streaming.progress import ProgressRecorder
     from streaming.runner import start_streams, stop_queries, watch
     from streaming.session import build_spark_session
@@ -83,45 +82,52 @@ def run_demo(
                 generator_error.append(exc)
                 stop.set()
 
+        # The generators start first: records wait in Kafka while the streams start (which
+        # takes a while on a small machine), and the demo's time counts from here.
+        generators = [
+            threading.Thread(target=generate, args=feed, name=f"generator-{feed[0]}", daemon=True)
+            for feed in feeds
+        ]
+        for generator in generators:
+            generator.start()
         started = time.monotonic()
         ends = started + seconds if seconds else None
-        with ProgressRecorder(spark, settings) as recorder:
-            queries = start_streams(spark, settings, settings.pipeline.sources, available_now=False)
-            generators = [
-                threading.Thread(
-                    target=generate, args=feed, name=f"generator-{feed[0]}", daemon=True
+        try:
+            with ProgressRecorder(spark, settings) as recorder:
+                queries = start_streams(
+                    spark, settings, settings.pipeline.sources, available_now=False
                 )
-                for feed in feeds
-            ]
+                print(
+                    f"demo: generating ~{sum(f[2] for f in feeds):g} records/s (seed {seed}) into "
+                    f"{', '.join(s.topic for s in settings.pipeline.sources)}; "
+                    f"tables under {settings.table_path('', '').rstrip('/')}/"
+                    + (f"; stops after {seconds:g} s" if seconds else "; Ctrl-C stops everything"),
+                    file=out,
+                )
+                last_status = [started]
+
+                def tick() -> None:
+                    if time.monotonic() - last_status[0] >= STATUS_EVERY_S:
+                        last_status[0] = time.monotonic()
+                        print(_status_line(recorder, started), file=out, flush=True)
+
+                try:
+                    watch(
+                        queries,
+                        stop=stop,
+                        deadline=(lambda: time.monotonic() >= ends) if ends else None,
+                        on_tick=tick,
+                    )
+                finally:
+                    asked = stop.is_set() or (ends is not None and time.monotonic() >= ends)
+                    stop.set()
+                    for generator in generators:
+                        generator.join(timeout=120)
+                    stop_queries(queries, asked_by=spark if asked else None)
+        finally:
+            stop.set()
             for generator in generators:
-                generator.start()
-            print(
-                f"demo: generating ~{sum(f[2] for f in feeds):g} records/s (seed {seed}) into "
-                f"{', '.join(s.topic for s in settings.pipeline.sources)}; "
-                f"bronze tables under {settings.table_path(LAYER, '')}"
-                + (f"; stops after {seconds:g} s" if seconds else "; Ctrl-C stops everything"),
-                file=out,
-            )
-            last_status = [started]
-
-            def tick() -> None:
-                if time.monotonic() - last_status[0] >= STATUS_EVERY_S:
-                    last_status[0] = time.monotonic()
-                    print(_status_line(recorder, started), file=out, flush=True)
-
-            try:
-                watch(
-                    queries,
-                    stop=stop,
-                    deadline=(lambda: time.monotonic() >= ends) if ends else None,
-                    on_tick=tick,
-                )
-            finally:
-                asked = stop.is_set() or (ends is not None and time.monotonic() >= ends)
-                stop.set()
-                for generator in generators:
-                    generator.join(timeout=120)
-                stop_queries(queries, asked_by=spark if asked else None)
+                generator.join(timeout=120)
         rows = _table_counts(spark, settings)
         spark.stop()
     finally:

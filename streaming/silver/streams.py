@@ -19,6 +19,7 @@ from streaming.contracts.model import (
 )
 from streaming.contracts.spark import check_records
 from streaming.errors import ConfigError
+from streaming.kafka_client import ensure_topics
 from streaming.silver.cdc import (
     CdcBatchWriter,
     change_rows,
@@ -95,6 +96,11 @@ def start_silver_events(
 ) -> StreamingQuery:
     """Start the stream bronze.<topic> -> silver / quarantine / duplicates."""
     ensure_event_tables(spark, settings, source, contract)
+    dead_letter = settings.pipeline.silver.dead_letter_topic(source.topic)
+    if dead_letter:
+        # Brokers often refuse to create topics on first write (ours does): create it here.
+        dlq = source.model_copy(update={"topic": dead_letter, "silver": False})
+        ensure_topics(settings.profile.kafka, [dlq])
     writer = (
         spark.readStream.format("delta")
         .load(settings.table_path(BRONZE, source.table_name))

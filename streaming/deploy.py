@@ -1,0 +1,94 @@
+"""`headwater run`: the whole pipeline, deployed as conf/pipeline.yaml's `deployment.mode` says.
+
+- single_application: every layer's queries in this process's Spark application;
+- application_per_layer: one spark-submit application per layer (streaming/jobs/<layer>.py),
+  supervised from here: continuous mode starts them together and stops them all when one
+  fails or on Ctrl-C; availableNow mode runs them in layer order, each to completion.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from streaming.config import Settings
+from streaming.errors import HeadwaterError
+
+log = logging.getLogger(__name__)
+JOBS = Path(__file__).resolve().parent / "jobs"
+LAYER_JOBS = ("bronze", "silver", "gold")
+
+
+def submit_command(settings: Settings, layer: str, *, available_now: bool) -> list[str]:
+    """The spark-submit command line of one layer's application."""
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    command = [
+        str(spark_submit) if spark_submit.exists() else "spark-submit",
+        "--jars",
+        f"{settings.resolve(settings.profile.spark.jars_dir)}/*",
+    ]
+    if settings.profile.spark.master:
+        command += ["--master", settings.profile.spark.master]
+    log_config = settings.profile.spark.log_config
+    if log_config and Path(settings.resolve(log_config)).is_file():
+        command += [
+            "--driver-java-options",
+            f"-Dlog4j2.configurationFile=file:{settings.resolve(log_config)}",
+        ]
+    command += [
+        str(JOBS / f"{layer}.py"),
+        "--conf",
+        str(settings.conf_dir),
+        "--profile",
+        settings.profile_name,
+    ]
+    return command + (["--available-now"] if available_now else [])
+
+
+def run_per_layer(settings: Settings, *, available_now: bool, stop: threading.Event) -> None:
+    """Run one spark-submit application per layer (see the module docstring).
+
+    Raises HeadwaterError naming the layer whose application failed.
+    """
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    if available_now:
+        for layer in LAYER_JOBS:
+            if stop.is_set():
+                return
+            done = subprocess.run(
+                submit_command(settings, layer, available_now=True), env=env, check=False
+            )
+            if done.returncode != 0:
+                raise HeadwaterError(
+                    f"the {layer} application exited with status {done.returncode}: see its log above"
+                )
+        return
+    apps = {
+        layer: subprocess.Popen(submit_command(settings, layer, available_now=False), env=env)
+        for layer in LAYER_JOBS
+    }
+    try:
+        while not stop.is_set():
+            failed = {layer: p.returncode for layer, p in apps.items() if p.poll() is not None}
+            if failed:
+                layer, code = next(iter(failed.items()))
+                raise HeadwaterError(
+                    f"the {layer} application stopped with status {code}: the others are stopped too"
+                )
+            stop.wait(1.0)
+    finally:
+        for process in apps.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        give_up = time.monotonic() + 120
+        for process in apps.values():
+            try:
+                process.wait(timeout=max(1.0, give_up - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()

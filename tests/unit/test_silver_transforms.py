@@ -1,0 +1,124 @@
+"""The silver transforms on tiny frames: first copy wins, replays are not duplicates, CDC
+changes become history and current state in lsn order."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+from streaming.contracts.model import load_cdc_contract
+from streaming.silver.cdc import change_rows, current_rows, history_rows, parse_changes
+from streaming.silver.events import first_per_id, seen_before
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+CUSTOMERS = load_cdc_contract(REPO / "conf", "shop.public.customers")
+COORDS = "event_id string, kafka_topic string, kafka_partition int, kafka_offset long"
+
+
+def test_first_copy_by_partition_and_offset_wins(spark: SparkSession) -> None:
+    rows = spark.createDataFrame(
+        [("e1", "t", 0, 7), ("e1", "t", 0, 3), ("e2", "t", 1, 5), ("e1", "t", 0, 9)], COORDS
+    )
+    firsts, later = first_per_id(rows, "event_id")
+    assertDataFrameEqual(
+        firsts, spark.createDataFrame([("e1", "t", 0, 3), ("e2", "t", 1, 5)], COORDS)
+    )
+    assertDataFrameEqual(
+        later, spark.createDataFrame([("e1", "t", 0, 7), ("e1", "t", 0, 9)], COORDS)
+    )
+
+
+def test_seen_before_ignores_the_same_record_replayed(spark: SparkSession) -> None:
+    silver = spark.createDataFrame([("e1", "t", 0, 3), ("e2", "t", 1, 5)], COORDS)
+    candidates = spark.createDataFrame(
+        [("e1", "t", 0, 3), ("e2", "t", 1, 8), ("e3", "t", 0, 4)], COORDS
+    )
+    assertDataFrameEqual(
+        seen_before(candidates, silver, "event_id"),
+        spark.createDataFrame([("e2", "t", 1, 8)], COORDS),
+    )
+
+
+def envelope(op: str, lsn: int, ts: int, country: str | None, customer: str = "C1") -> bytes:
+    row = {
+        "customer_id": customer,
+        "name": "Ada",
+        "email": None,
+        "country": country,
+        "segment": "vip",
+        "updated_at": "2026-01-01T00:00:00.000000Z",
+    }
+    return json.dumps(
+        {
+            "before": row if op == "d" else None,
+            "after": None if op == "d" else row,
+            "source": {"ts_ms": ts, "txId": 1, "lsn": lsn},
+            "op": op,
+            "ts_ms": ts,
+        }
+    ).encode()
+
+
+def bronze(spark: SparkSession, values: list[bytes | None]) -> DataFrame:
+    now = datetime(2026, 1, 1)
+    return spark.createDataFrame(
+        [(b"k", v, [], "cdc", 0, i, now, 0, now, now.date()) for i, v in enumerate(values)],
+        "key binary, value binary, headers array<struct<key:string,value:binary>>, topic string, "
+        "partition int, offset long, kafka_timestamp timestamp, kafka_timestamp_type int, "
+        "ingest_time timestamp, ingest_date date",
+    )
+
+
+def test_history_and_current_follow_lsn_not_arrival(spark: SparkSession) -> None:
+    # Arrival order: the update with lsn 30 comes before the older one with lsn 20.
+    records = bronze(
+        spark,
+        [
+            envelope("r", 10, 1000, "DE"),
+            envelope("u", 30, 3000, "FR"),
+            envelope("u", 20, 2000, "GB"),
+            None,
+        ],
+    )
+    changes = change_rows(parse_changes(records, CUSTOMERS), CUSTOMERS)
+    history = history_rows(changes, CUSTOMERS).select(
+        "country", "lsn", "valid_from", "valid_to", "is_current"
+    )
+    expected = spark.createDataFrame(
+        [
+            ("DE", 10, datetime(1970, 1, 1, 0, 0, 1), datetime(1970, 1, 1, 0, 0, 2), False),
+            ("GB", 20, datetime(1970, 1, 1, 0, 0, 2), datetime(1970, 1, 1, 0, 0, 3), False),
+            ("FR", 30, datetime(1970, 1, 1, 0, 0, 3), None, True),
+        ],
+        history.schema,
+    )
+    assertDataFrameEqual(history, expected)
+    current = current_rows(changes, CUSTOMERS).select("customer_id", "country", "lsn", "op")
+    assertDataFrameEqual(current, spark.createDataFrame([("C1", "FR", 30, "u")], current.schema))
+
+
+def test_a_delete_closes_the_last_version_and_removes_the_current_row(spark: SparkSession) -> None:
+    records = bronze(spark, [envelope("c", 10, 1000, "DE"), envelope("d", 40, 4000, "DE"), None])
+    changes = change_rows(parse_changes(records, CUSTOMERS), CUSTOMERS)
+    history = history_rows(changes, CUSTOMERS).select(
+        "lsn", "valid_to", "is_current", "closed_by_delete"
+    )
+    assertDataFrameEqual(
+        history,
+        spark.createDataFrame([(10, datetime(1970, 1, 1, 0, 0, 4), False, True)], history.schema),
+    )
+    assert [r.op for r in current_rows(changes, CUSTOMERS).collect()] == ["d"], (
+        "MERGE deletes on it"
+    )
+
+
+def test_tombstones_are_neither_changes_nor_errors(spark: SparkSession) -> None:
+    parsed = parse_changes(bronze(spark, [None, envelope("c", 10, 1000, "DE")]), CUSTOMERS)
+    rows = parsed.orderBy("offset").select("_tombstone", "_errors").collect()
+    assert [(r._tombstone, r._errors) for r in rows] == [(True, []), (False, [])]
