@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame
+from pyspark.sql.streaming.query import StreamingQuery
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +54,24 @@ def safe_batches(name: str, write: BatchFunction) -> BatchFunction:
             raise BatchFailed(f"batch {batch_id} of {name} failed: {first[:500]}") from None
 
     return run
+
+
+def start_foreach_batch(
+    changes: DataFrame,
+    name: str,
+    write: BatchFunction,
+    checkpoint: str,
+    *,
+    trigger_interval: str,
+    available_now: bool,
+) -> StreamingQuery:
+    """Start query `name`: `write` (made safe, see above) for every micro-batch of `changes`,
+    on a processing-time trigger or availableNow."""
+    writer = (
+        changes.writeStream.queryName(name)
+        .foreachBatch(safe_batches(name, write))
+        .option("checkpointLocation", checkpoint)
+    )
+    if available_now:
+        return writer.trigger(availableNow=True).start()
+    return writer.trigger(processingTime=trigger_interval).start()

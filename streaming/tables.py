@@ -41,3 +41,20 @@ def ensure_delta_table(
     if partition_by:
         builder = builder.partitionedBy(partition_by)
     builder.execute()
+
+
+def append_once(
+    rows: DataFrame, path: str, partition_by: str | None, app_id: str, batch_id: int
+) -> None:
+    """Append `rows` to the Delta table at `path` once per (app_id, batch_id): Delta skips a
+    replayed micro-batch's write (txnAppId/txnVersion). New columns (a new contract version)
+    are merged into the table's schema."""
+    writer = rows.write.format("delta").mode("append")
+    if partition_by:
+        writer = writer.partitionBy(partition_by)
+    (
+        writer.option("txnAppId", app_id)
+        .option("txnVersion", batch_id)
+        .option("mergeSchema", "true")
+        .save(path)
+    )

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 
-from streaming.batches import safe_batches
+from streaming.batches import start_foreach_batch
 from streaming.config import Settings
 from streaming.gold.definitions import GoldTable, evaluate, with_keys
 from streaming.tables import ensure_delta_table
@@ -82,14 +82,11 @@ def start_gold(
 ) -> StreamingQuery:
     """Start the query that keeps gold.<table> equal to its definition."""
     ensure_gold_table(spark, settings, table)
-    writer = (
-        changes_stream(spark, settings, table)
-        .writeStream.queryName(query_name(table))
-        .foreachBatch(safe_batches(query_name(table), GoldBatchWriter(settings, table)))
-        .option("checkpointLocation", settings.checkpoint_path(LAYER, table.name))
+    return start_foreach_batch(
+        changes_stream(spark, settings, table),
+        query_name(table),
+        GoldBatchWriter(settings, table),
+        settings.checkpoint_path(LAYER, table.name),
+        trigger_interval=settings.pipeline.gold.trigger_interval,
+        available_now=available_now,
     )
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=settings.pipeline.gold.trigger_interval)
-    return writer.start()

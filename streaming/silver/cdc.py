@@ -39,7 +39,7 @@ from streaming.silver.events import (
     quarantine_rows,
     seen_before,
 )
-from streaming.tables import read_delta
+from streaming.tables import append_once, read_delta
 
 OPS = ("c", "u", "d", "r")
 CHANGE_KEY = "_change_key"  # key and lsn: what makes a change unique
@@ -220,7 +220,9 @@ class CdcBatchWriter:
         try:
             bad = quarantine_rows(parsed.where(~F.col("_tombstone")))
             if not bad.isEmpty():
-                self._append(bad, self.quarantine_path, "ingest_date", "quarantine", batch_id)
+                append_once(
+                    bad, self.quarantine_path, "ingest_date", f"{self.app_id}-quarantine", batch_id
+                )
             changes = change_rows(parsed, self.contract).persist()
             firsts, later = first_per_id(changes, CHANGE_KEY)
             existing = read_delta(spark, self.changes_path)
@@ -231,13 +233,15 @@ class CdcBatchWriter:
             )
             coords = ["kafka_topic", "kafka_partition", "kafka_offset"]
             new = firsts.join(repeated.select(*coords), coords, "left_anti")
-            self._append(new, self.changes_path, None, "changes", batch_id)
+            append_once(new, self.changes_path, None, f"{self.app_id}-changes", batch_id)
             dups = later.unionByName(repeated).select(
                 F.col(CHANGE_KEY).alias("event_id"),
                 *[F.col(c) for c in (*coords, "kafka_timestamp", "ingest_time")],
                 F.to_date("ingest_time").alias("ingest_date"),
             )
-            self._append(dups, self.duplicates_path, "ingest_date", "duplicates", batch_id)
+            append_once(
+                dups, self.duplicates_path, "ingest_date", f"{self.app_id}-duplicates", batch_id
+            )
             touched = changes.select(self.contract.key).distinct()
             all_changes = read_delta(spark, self.changes_path)
             assert all_changes is not None
@@ -273,16 +277,3 @@ class CdcBatchWriter:
             changes.unpersist()
         finally:
             parsed.unpersist()
-
-    def _append(
-        self, rows: DataFrame, path: str, partition: str | None, what: str, batch_id: int
-    ) -> None:
-        writer = rows.write.format("delta").mode("append")
-        if partition:
-            writer = writer.partitionBy(partition)
-        (
-            writer.option("txnAppId", f"{self.app_id}-{what}")
-            .option("txnVersion", batch_id)
-            .option("mergeSchema", "true")
-            .save(path)
-        )

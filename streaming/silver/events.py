@@ -23,7 +23,7 @@ from streaming.config import Settings, Source
 from streaming.contracts.model import Contract
 from streaming.contracts.spark import ERRORS, VERSION, WARNINGS, compile_contract, silver_schema
 from streaming.kafka_client import spark_kafka_options
-from streaming.tables import read_delta
+from streaming.tables import append_once, read_delta
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +134,15 @@ class EventBatchWriter:
                 valid = silver_rows(checked, self.contract).persist()
                 firsts, later_in_batch = first_per_id(valid, self.id_column)
                 new, repeated = self._split_seen(spark, valid, firsts)
-                self._append(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
+                append_once(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
                 dups = duplicate_rows(later_in_batch.unionByName(repeated), self.id_column)
-                self._append(
+                append_once(
                     dups, self.duplicates_path, "ingest_date", f"{self.app_id}-duplicates", batch_id
                 )
                 valid.unpersist()
             if failed:
                 bad = quarantine_rows(checked)
-                self._append(
+                append_once(
                     bad, self.quarantine_path, "ingest_date", f"{self.app_id}-quarantine", batch_id
                 )
                 dead_letter = self.settings.pipeline.silver.dead_letter_topic(self.source.topic)
@@ -166,18 +166,6 @@ class EventBatchWriter:
         return firsts.join(
             repeated.select(*KAFKA_COLUMNS), list(KAFKA_COLUMNS), "left_anti"
         ), repeated
-
-    @staticmethod
-    def _append(rows: DataFrame, path: str, partition: str, app_id: str, batch_id: int) -> None:
-        (
-            rows.write.format("delta")
-            .mode("append")
-            .partitionBy(partition)
-            .option("txnAppId", app_id)
-            .option("txnVersion", batch_id)
-            .option("mergeSchema", "true")  # a new contract version's column appears
-            .save(path)
-        )
 
     def _send_dead_letters(self, bad: DataFrame, topic: str) -> None:
         """Copy quarantined records to a dead-letter topic (at least once: Kafka's sink is

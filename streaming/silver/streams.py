@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 
-from streaming.batches import safe_batches
+from streaming.batches import BatchFunction, start_foreach_batch
 from streaming.bronze import BRONZE_SCHEMA, PARTITION_COLUMN
 from streaming.bronze import LAYER as BRONZE
 from streaming.config import Settings, Source
@@ -45,15 +47,24 @@ def event_contract(settings: Settings, source: Source) -> Contract | None:
 
     Raises ConfigError when an event source with silver on has no contract file.
     """
-    if source.kind != "events" or not source.silver:
+    if _contract_file(settings, source, "events", "shop.orders.yaml") is None:
+        return None
+    return load_contract(settings.conf_dir, source.topic)
+
+
+def _contract_file(settings: Settings, source: Source, kind: str, example: str) -> Path | None:
+    """The contract file of a `kind` source with silver on (None for other sources);
+    ConfigError when it is missing."""
+    if source.kind != kind or not source.silver:
         return None
     path = contract_path(settings.conf_dir, source.topic)
     if not path.is_file():
+        what = "source" if kind == "events" else "CDC source"
         raise ConfigError(
-            f"source {source.topic} has no contract at {path}: write one (conf/contracts/"
-            f"shop.orders.yaml shows the format), or set silver: false on the source"
+            f"{what} {source.topic} has no contract at {path}: write one (conf/contracts/"
+            f"{example} shows the format), or set silver: false on the source"
         )
-    return load_contract(settings.conf_dir, source.topic)
+    return path
 
 
 def query_name(source: Source) -> str:
@@ -101,20 +112,14 @@ def start_silver_events(
         # Brokers often refuse to create topics on first write (ours does): create it here.
         dlq = source.model_copy(update={"topic": dead_letter, "silver": False})
         ensure_topics(settings.profile.kafka, [dlq])
-    writer = (
-        spark.readStream.format("delta")
-        .load(settings.table_path(BRONZE, source.table_name))
-        .writeStream.queryName(query_name(source))
-        .foreachBatch(
-            safe_batches(query_name(source), EventBatchWriter(settings, source, contract))
-        )
-        .option("checkpointLocation", settings.checkpoint_path(SILVER, contract.silver_table))
+    return _start(
+        spark,
+        settings,
+        source,
+        contract.silver_table,
+        EventBatchWriter(settings, source, contract),
+        available_now,
     )
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=settings.pipeline.silver.trigger_interval)
-    return writer.start()
 
 
 def cdc_contract(settings: Settings, source: Source) -> CdcContract | None:
@@ -122,14 +127,8 @@ def cdc_contract(settings: Settings, source: Source) -> CdcContract | None:
 
     Raises ConfigError when a CDC source with silver on has no contract file.
     """
-    if source.kind != "cdc" or not source.silver:
+    if _contract_file(settings, source, "cdc", "shop.public.customers.yaml") is None:
         return None
-    path = contract_path(settings.conf_dir, source.topic)
-    if not path.is_file():
-        raise ConfigError(
-            f"CDC source {source.topic} has no contract at {path}: write one (conf/contracts/"
-            f"shop.public.customers.yaml shows the format), or set silver: false on the source"
-        )
     return load_cdc_contract(settings.conf_dir, source.topic)
 
 
@@ -182,15 +181,30 @@ def start_silver_cdc(
 ) -> StreamingQuery:
     """Start the stream bronze.<cdc topic> -> silver changes, current state and history."""
     ensure_cdc_tables(spark, settings, source, contract)
-    writer = (
-        spark.readStream.format("delta")
-        .load(settings.table_path(BRONZE, source.table_name))
-        .writeStream.queryName(query_name(source))
-        .foreachBatch(safe_batches(query_name(source), CdcBatchWriter(settings, source, contract)))
-        .option("checkpointLocation", settings.checkpoint_path(SILVER, contract.silver_table))
+    return _start(
+        spark,
+        settings,
+        source,
+        contract.silver_table,
+        CdcBatchWriter(settings, source, contract),
+        available_now,
     )
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=settings.pipeline.silver.trigger_interval)
-    return writer.start()
+
+
+def _start(
+    spark: SparkSession,
+    settings: Settings,
+    source: Source,
+    silver_table: str,
+    write: BatchFunction,
+    available_now: bool,
+) -> StreamingQuery:
+    """The silver query of `source`: `write` for every micro-batch of its bronze table."""
+    return start_foreach_batch(
+        spark.readStream.format("delta").load(settings.table_path(BRONZE, source.table_name)),
+        query_name(source),
+        write,
+        settings.checkpoint_path(SILVER, silver_table),
+        trigger_interval=settings.pipeline.silver.trigger_interval,
+        available_now=available_now,
+    )
