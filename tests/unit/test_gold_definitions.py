@@ -1,0 +1,58 @@
+"""A gold declaration evaluated over tiny tables: whole, and for touched keys only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+from streaming.gold.definitions import GoldTable, evaluate, load_gold_tables
+from tests.conftest import write_conf
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_revenue_per_minute_whole_and_for_touched_keys(spark: SparkSession, tmp_path: Path) -> None:
+    settings = write_conf(tmp_path)
+    (settings.conf_dir / "gold").mkdir()
+    (settings.conf_dir / "gold/revenue_per_minute.yaml").write_text(
+        (REPO / "conf/gold/revenue_per_minute.yaml").read_text()
+    )
+    [table] = load_gold_tables(settings)
+    assert isinstance(table, GoldTable) and table.keys == ("minute", "currency")
+    t = datetime(2026, 1, 1, 10, 0, 5)
+    spark.createDataFrame(
+        [
+            ("OrderPlaced", t, "EUR", Decimal("10.50")),
+            ("OrderPlaced", t.replace(second=40), "EUR", Decimal("2.00")),
+            ("OrderCancelled", t, "EUR", Decimal("10.50")),
+            ("OrderPlaced", t.replace(minute=1), "USD", Decimal("7.00")),
+        ],
+        "event_type string, event_time timestamp, currency string, amount decimal(12,2)",
+    ).write.format("delta").save(settings.table_path("silver", "orders"))
+    schema = "minute timestamp, currency string, orders_placed long, orders_cancelled long, revenue decimal(22,2)"
+    whole = evaluate(spark, settings, table)
+    assertDataFrameEqual(
+        whole,
+        spark.createDataFrame(
+            [
+                (datetime(2026, 1, 1, 10, 0), "EUR", 2, 1, Decimal("12.50")),
+                (datetime(2026, 1, 1, 10, 1), "USD", 1, 0, Decimal("7.00")),
+            ],
+            schema,
+        ),
+    )
+    touched = spark.createDataFrame(
+        [("USD", datetime(2026, 1, 1, 10, 1))], "_gk_currency string, _gk_minute timestamp"
+    )
+    assertDataFrameEqual(
+        evaluate(spark, settings, table, touched),
+        spark.createDataFrame(
+            [(datetime(2026, 1, 1, 10, 1), "USD", 1, 0, Decimal("7.00"))], schema
+        ),
+    )
