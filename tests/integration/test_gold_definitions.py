@@ -13,7 +13,7 @@ from pyspark.testing import assertDataFrameEqual
 from streaming.gold.definitions import GoldTable, evaluate, load_gold_tables
 from tests.conftest import write_conf
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # writes a real Delta table
 REPO = Path(__file__).resolve().parents[2]
 
 
