@@ -62,6 +62,8 @@ def write_conf(
             "ui_enabled": False,
             "jars_dir": str(REPO / "infra/jars/spark"),
             "log_config": str(REPO / "infra/spark/log4j2.properties"),
+            # One driver serves the whole test run; Spark's 1 GiB default runs out in the fuzz test.
+            "extra_conf": {"spark.driver.memory": "2g"},
             **(spark or {}),
         },
         "kafka": {"bootstrap_servers": f"127.0.0.1:{kafka_port}"},
