@@ -18,7 +18,7 @@ from datetime import datetime
 
 from streaming.config import Settings, load_settings
 from streaming.errors import HeadwaterError
-from streaming.jobs.common import configure_logging, stop_on_signals
+from streaming.jobs.common import add_conf_arguments, configure_logging, stop_on_signals
 
 DEMO_SECONDS_ENV = "DEMO_SECONDS"
 
@@ -27,14 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="headwater", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--conf", default=None, help="conf directory (default: $HEADWATER_CONF or ./conf)"
-    )
-    parser.add_argument(
-        "--profile",
-        default=None,
-        help="profile in conf/profiles (default: $HEADWATER_PROFILE or local)",
-    )
+    add_conf_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -16,8 +16,8 @@ from streaming.errors import HeadwaterError
 log = logging.getLogger("headwater")
 
 
-def job_arguments(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+def add_conf_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--conf and --profile, as every headwater command and job takes them."""
     parser.add_argument(
         "--conf", default=None, help="conf directory (default: $HEADWATER_CONF or ./conf)"
     )
@@ -27,6 +27,10 @@ def job_arguments(description: str) -> argparse.ArgumentParser:
         help="profile in conf/profiles (default: $HEADWATER_PROFILE or local)",
     )
     return parser
+
+
+def job_arguments(description: str) -> argparse.ArgumentParser:
+    return add_conf_arguments(argparse.ArgumentParser(description=description))
 
 
 def configure_logging(verbose: bool = False) -> None:
