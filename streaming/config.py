@@ -143,6 +143,82 @@ class DeploymentSettings(_Frozen):
     mode: Literal["single_application", "application_per_layer"] = "single_application"
 
 
+class FreshnessSettings(_Frozen):
+    """How stale a table may be (minutes since its last Delta commit) before its freshness
+    check fails: a default per layer, and overrides per qualified table name."""
+
+    default_minutes: Annotated[float, Field(gt=0)] = 15.0
+    layers: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    tables: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+
+    def sla_minutes(self, qualified: str) -> float:
+        """The SLA of table 'layer.table' in minutes."""
+        if qualified in self.tables:
+            return self.tables[qualified]
+        return self.layers.get(qualified.partition(".")[0], self.default_minutes)
+
+
+class AlertingSettings(_Frozen):
+    """Where alerts go besides the log: a webhook whose URL is in an environment variable
+    (a secret, so never in conf)."""
+
+    webhook_url_env: str | None = Field(
+        "HEADWATER_ALERT_WEBHOOK",
+        description="environment variable holding a webhook URL; alerts are POSTed as JSON when set",
+    )
+
+
+class Expectation(_Frozen):
+    """An extra data-quality expectation on a table, beyond what its contract implies."""
+
+    expectation: Literal["not_null", "between", "in_set", "match_regex", "unique"]
+    column: str
+    min: float | None = None
+    max: float | None = None
+    values: tuple[str, ...] | None = None
+    regex: str | None = None
+    criticality: Literal["error", "warn"] = "error"
+
+
+class OrchestrationSettings(_Frozen):
+    """How Dagster runs, supervises and checks the pipeline."""
+
+    micro_batch_cron: str = Field(
+        "* * * * *", description="cron of the orchestrated micro-batch schedule"
+    )
+    default_mode: Literal["continuous", "micro_batch"] = Field(
+        "continuous",
+        description="which of the two run modes starts on its own in `dagster dev`; the "
+        "other is off until turned on in the UI",
+    )
+    partitions_start: str = Field("2026-01-01", description="first day of the day partitions")
+    supervisor_interval_seconds: Annotated[int, Field(ge=5)] = 15
+    stuck_after_seconds: Annotated[float, Field(gt=0)] = Field(
+        180.0,
+        description="a running continuous pipeline with no stream progress this long is stuck",
+    )
+    owners: tuple[str, ...] = ("team:data-platform",)
+    freshness: FreshnessSettings = FreshnessSettings()
+    alerting: AlertingSettings = AlertingSettings()
+    expectations: dict[str, tuple[Expectation, ...]] = Field(
+        default_factory=dict, description="extra expectations per qualified table name"
+    )
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _valid_date(cls, value: str) -> str:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+            raise ValueError("write the first day as YYYY-MM-DD")
+        return value
+
+    @field_validator("micro_batch_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("write a cron expression of five fields, e.g. '* * * * *'")
+        return value
+
+
 class Pipeline(_Frozen):
     sources: tuple[Source, ...]
     deployment: DeploymentSettings = DeploymentSettings()
@@ -150,6 +226,7 @@ class Pipeline(_Frozen):
     silver: SilverSettings = SilverSettings()
     gold: GoldSettings = GoldSettings()
     progress: ProgressSettings = ProgressSettings()
+    orchestration: OrchestrationSettings = OrchestrationSettings()
 
     @field_validator("sources")
     @classmethod

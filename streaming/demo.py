@@ -45,8 +45,9 @@ def run_demo(
 ) -> dict[str, int]:
     """Run the demo until `stop` is set or `seconds` pass; returns rows per bronze table."""
     # Spark is imported here so the CLI's other commands start fast.
+    from streaming.locks import stream_locks
     from streaming.progress import ProgressRecorder
-    from streaming.runner import start_streams, stop_queries, watch
+    from streaming.runner import LAYERS, start_streams, stop_queries, stream_ids, watch
     from streaming.session import build_spark_session
 
     broker = LocalKafka.from_settings(settings)
@@ -93,7 +94,11 @@ def run_demo(
         started = time.monotonic()
         ends = started + seconds if seconds else None
         try:
-            with ProgressRecorder(spark, settings) as recorder:
+            every_stream = stream_ids(settings, settings.pipeline.sources, LAYERS)
+            with (
+                stream_locks(settings, every_stream, "headwater demo"),
+                ProgressRecorder(spark, settings) as recorder,
+            ):
                 queries = start_streams(
                     spark, settings, settings.pipeline.sources, available_now=False
                 )

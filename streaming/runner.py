@@ -19,6 +19,7 @@ from streaming.config import Settings, Source
 from streaming.errors import HeadwaterError
 from streaming.gold.definitions import GoldTable, load_gold_tables
 from streaming.gold.maintain import start_gold
+from streaming.locks import stream_locks
 from streaming.progress import ProgressRecorder
 from streaming.silver.streams import (
     cdc_contract,
@@ -108,6 +109,24 @@ def start_streams(
     return queries
 
 
+def stream_ids(settings: Settings, sources: Sequence[Source], layers: Sequence[str]) -> list[str]:
+    """The streams `start_streams` starts for these layers and sources, as lock names:
+    bronze:<topic>, silver:<topic> (sources with a contract) and gold:<table>."""
+    ids: list[str] = []
+    for layer in layers:
+        if layer == "bronze":
+            ids += [f"bronze:{s.topic}" for s in sources]
+        elif layer == "silver":
+            ids += [
+                f"silver:{s.topic}"
+                for s in sources
+                if event_contract(settings, s) is not None or cdc_contract(settings, s) is not None
+            ]
+        elif layer == "gold":
+            ids += [f"gold:{t.name}" for t in gold_tables_for(settings, sources)]
+    return ids
+
+
 def gold_tables_for(settings: Settings, sources: Sequence[Source]) -> list[GoldTable]:
     """The gold tables whose sources are all silver tables of these sources' streams."""
     from streaming.silver.streams import cdc_contract, event_contract
@@ -185,18 +204,23 @@ def run_streams(
     available_now: bool = False,
     stop: threading.Event | None = None,
     layers: Sequence[str] = LAYERS,
+    owner: str = "headwater run",
 ) -> dict[str, int]:
     """Run the streams of `layers` for `topics` (default: every layer of every source) with
     progress recording.
 
     Continuous mode runs every query at once until `stop` is set (or Ctrl-C); availableNow
     mode catches up layer by layer (bronze, then silver reads all of it) and returns.
-    Returns rows read per stream. Raises StreamFailed when a stream dies.
+    Returns rows read per stream. Raises StreamFailed when a stream dies, and StreamBusy
+    (before starting anything) when another process runs one of these streams.
     """
     sources = select_sources(settings, topics)
     stop = stop or threading.Event()
     rounds = [[layer] for layer in layers] if available_now else [list(layers)]
-    with ProgressRecorder(spark, settings) as recorder:
+    with (
+        stream_locks(settings, stream_ids(settings, sources, layers), owner),
+        ProgressRecorder(spark, settings) as recorder,
+    ):
         for round_layers in rounds:
             if stop.is_set():
                 break

@@ -46,6 +46,11 @@ class GoldTable(BaseModel):
     keys: tuple[str, ...]
     sources: tuple[GoldSource, ...]
     sql: str
+    day_column: str | None = Field(
+        None,
+        description="a timestamp or date column of the result whose day partitions the table "
+        "for backfills; none: the table is rebuilt whole",
+    )
 
     @model_validator(mode="after")
     def _every_source_gives_every_key(self) -> GoldTable:
