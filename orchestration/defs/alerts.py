@@ -55,7 +55,7 @@ def alert(
     )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            return 200 <= response.status < 300
+            return bool(200 <= int(response.status) < 300)
     except (urllib.error.URLError, OSError) as exc:
         log.error("the alert could not be sent to the webhook in $%s: %s", variable, exc)
         return False
