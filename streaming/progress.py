@@ -4,16 +4,26 @@ A `StreamingQueryListener` only queues each progress event (it runs on Spark's l
 thread, which must not block); a background thread appends the queued rows to Delta every few
 seconds and once more when the recorder stops. Dagster, the notebooks and the benchmarks all
 read this one table to see how the streams run.
+
+Besides, every event (a batch, an idle trigger, a start, an end) rewrites a small JSON
+heartbeat per query under `<state_dir>/streams/`: the last batch and the last sign of life, which
+a supervisor reads every few seconds without starting Spark (`read_heartbeats`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import re
+import tempfile
 import threading
+import time
 from collections import Counter
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -148,22 +158,121 @@ def _timestamp(value: Any) -> datetime | None:
     )
 
 
+HEARTBEATS = "streams"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The last thing one query's driver said: its last batch and when it last showed life.
+
+    `status` is started (no batch yet in this run), running (the last event was a batch), idle
+    (a trigger found no new data), stopped or failed. `updated_at` (epoch seconds) moves on
+    every event, idle triggers included, so an idle stream is not taken for a stuck one.
+    """
+
+    query_name: str
+    query_id: str
+    run_id: str
+    status: str
+    pid: int
+    updated_at: float
+    batch_id: int | None = None
+    batch_timestamp: str | None = None  # ISO-8601, UTC
+    num_input_rows: int | None = None
+    input_rows_per_second: float | None = None
+    processed_rows_per_second: float | None = None
+    offsets_behind_latest: int | None = None
+
+    def seconds_since_update(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.updated_at
+
+    def seconds_since_batch(self, now: float | None = None) -> float | None:
+        """Seconds since the last batch of this query ran; None before its first batch."""
+        if self.batch_timestamp is None:
+            return None
+        at = datetime.fromisoformat(self.batch_timestamp).replace(tzinfo=UTC).timestamp()
+        return (time.time() if now is None else now) - at
+
+
+def heartbeat_dir(settings: Settings) -> Path:
+    return settings.state_dir / HEARTBEATS
+
+
+def _heartbeat_file(directory: Path, query_name: str) -> Path:
+    return directory / (re.sub(r"[^A-Za-z0-9._-]", "_", query_name) + ".json")
+
+
+def write_heartbeat(directory: Path, heartbeat: Heartbeat) -> None:
+    """Replace the heartbeat file of `heartbeat.query_name` atomically (temp file + rename), so a
+    reader sees the old beat or the new one, never half of one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = _heartbeat_file(directory, heartbeat.query_name)
+    handle, temp = tempfile.mkstemp(dir=directory, prefix=f".{target.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(asdict(heartbeat), out)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_heartbeats(settings: Settings) -> dict[str, Heartbeat]:
+    """The newest heartbeat of every query that ever ran under these settings, by query name;
+    files that cannot be read or parsed are skipped (and logged)."""
+    directory = heartbeat_dir(settings)
+    beats: dict[str, Heartbeat] = {}
+    if not directory.is_dir():
+        return beats
+    known = {f.name for f in fields(Heartbeat)}
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            beat = Heartbeat(**{k: v for k, v in data.items() if k in known})
+        except (OSError, ValueError, TypeError):
+            log.warning("skipping unreadable stream heartbeat %s", path, exc_info=True)
+            continue
+        beats[beat.query_name] = beat
+    return beats
+
+
+def heartbeat_of(row: dict[str, Any], *, pid: int, now: float) -> Heartbeat:
+    """The heartbeat of a query whose last batch is this ops.stream_progress row."""
+    stamp = row["batch_timestamp"]
+    return Heartbeat(
+        query_name=row["query_name"] or row["query_id"],
+        query_id=str(row["query_id"]),
+        run_id=str(row["run_id"]),
+        status="running",
+        pid=pid,
+        updated_at=now,
+        batch_id=row["batch_id"],
+        batch_timestamp=stamp.isoformat() if stamp is not None else None,
+        num_input_rows=row["num_input_rows"],
+        input_rows_per_second=row["input_rows_per_second"],
+        processed_rows_per_second=row["processed_rows_per_second"],
+        offsets_behind_latest=row["offsets_behind_latest"],
+    )
+
+
 class _Listener(StreamingQueryListener):
     def __init__(self, recorder: ProgressRecorder) -> None:
         self.recorder = recorder
 
     def onQueryStarted(self, event: Any) -> None:
         log.info("stream %s started (id %s)", event.name, event.id)
+        self.recorder.started(event.name, str(event.id), str(event.runId))
 
     def onQueryProgress(self, event: Any) -> None:
         self.recorder.record(event.progress.json)
 
     def onQueryIdle(self, event: Any) -> None:
-        pass
+        self.recorder.beat(str(event.id), "idle")
 
     def onQueryTerminated(self, event: Any) -> None:
         if event.exception:
             log.error("stream %s stopped with an error: %s", event.id, event.exception)
+        self.recorder.beat(str(event.id), "failed" if event.exception else "stopped")
         self.recorder.terminated(str(event.id))
 
 
@@ -184,6 +293,8 @@ class ProgressRecorder:
         self._flush_lock = threading.Lock()  # one Delta append at a time
         self._terminated: set[str] = set()
         self._terminated_changed = threading.Condition()
+        self.heartbeats = heartbeat_dir(settings)
+        self._beats: dict[str, Heartbeat] = {}  # by query id; touched by the listener thread
         self._listener = _Listener(self)
         self._thread = threading.Thread(target=self._run, name="progress-recorder", daemon=True)
 
@@ -219,6 +330,36 @@ class ProgressRecorder:
             self.last_by_query[name] = row
         if self.enabled:
             self._queue.put(row)
+        self._write_beat(heartbeat_of(row, pid=os.getpid(), now=time.time()))
+
+    def started(self, name: str | None, query_id: str, run_id: str) -> None:
+        """A query (re)started: its heartbeat says so before its first batch."""
+        self._write_beat(
+            Heartbeat(
+                query_name=name or query_id,
+                query_id=query_id,
+                run_id=run_id,
+                status="started",
+                pid=os.getpid(),
+                updated_at=time.time(),
+            )
+        )
+
+    def beat(self, query_id: str, status: str) -> None:
+        """A sign of life without a batch (idle trigger) or the end of a query: the last
+        heartbeat of that query, with its new status and time."""
+        with self._stats_lock:
+            last = self._beats.get(query_id)
+        if last is not None:
+            self._write_beat(replace(last, status=status, updated_at=time.time()))
+
+    def _write_beat(self, heartbeat: Heartbeat) -> None:
+        with self._stats_lock:
+            self._beats[heartbeat.query_id] = heartbeat
+        try:
+            write_heartbeat(self.heartbeats, heartbeat)
+        except OSError:  # a missed beat is harmless; a listener exception is not
+            log.warning("could not write the heartbeat of %s", heartbeat.query_name, exc_info=True)
 
     def terminated(self, query_id: str) -> None:
         with self._terminated_changed:
