@@ -5,7 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration.defs.bronze.assets import bronze_tables, kafka_topics
+from orchestration.defs.gold.assets import gold_assets
+from orchestration.defs.micro_batch.jobs import micro_batch_job, micro_batch_schedule
 from orchestration.defs.resources import HeadwaterResource
+from orchestration.defs.silver.assets import silver_assets
 from streaming.config import load_settings
 
 
@@ -15,6 +18,13 @@ def defs() -> dg.Definitions:
     resource = HeadwaterResource()
     settings = load_settings(resource.conf_dir, resource.profile)
     return dg.Definitions(
-        assets=[*kafka_topics(settings), bronze_tables(settings)],
+        assets=[
+            *kafka_topics(settings),
+            bronze_tables(settings),
+            *silver_assets(settings),
+            *gold_assets(settings),
+        ],
+        jobs=[micro_batch_job(settings)],
+        schedules=[micro_batch_schedule(settings)],
         resources={"headwater": resource},
     )

@@ -72,6 +72,7 @@ def start_streams(
     *,
     available_now: bool,
     layers: Sequence[str] = LAYERS,
+    gold_tables: Sequence[str] | None = None,
 ) -> list[StreamingQuery]:
     """Start the queries of `layers` for `sources` (bronze: every source; silver: event
     sources with a contract); on a failure, stop those already started."""
@@ -101,7 +102,7 @@ def start_streams(
                 elif layer != "gold":
                     raise ValueError(f"unknown layer {layer!r}")
             if layer == "gold":
-                for table in gold_tables_for(settings, sources):
+                for table in gold_tables_for(settings, sources, gold_tables):
                     queries.append(start_gold(spark, settings, table, available_now=available_now))
     except BaseException:
         stop_queries(queries)
@@ -109,7 +110,12 @@ def start_streams(
     return queries
 
 
-def stream_ids(settings: Settings, sources: Sequence[Source], layers: Sequence[str]) -> list[str]:
+def stream_ids(
+    settings: Settings,
+    sources: Sequence[Source],
+    layers: Sequence[str],
+    gold_tables: Sequence[str] | None = None,
+) -> list[str]:
     """The streams `start_streams` starts for these layers and sources, as lock names:
     bronze:<topic>, silver:<topic> (sources with a contract) and gold:<table>."""
     ids: list[str] = []
@@ -123,12 +129,15 @@ def stream_ids(settings: Settings, sources: Sequence[Source], layers: Sequence[s
                 if event_contract(settings, s) is not None or cdc_contract(settings, s) is not None
             ]
         elif layer == "gold":
-            ids += [f"gold:{t.name}" for t in gold_tables_for(settings, sources)]
+            ids += [f"gold:{t.name}" for t in gold_tables_for(settings, sources, gold_tables)]
     return ids
 
 
-def gold_tables_for(settings: Settings, sources: Sequence[Source]) -> list[GoldTable]:
-    """The gold tables whose sources are all silver tables of these sources' streams."""
+def gold_tables_for(
+    settings: Settings, sources: Sequence[Source], names: Sequence[str] | None = None
+) -> list[GoldTable]:
+    """The gold tables whose sources are all silver tables of these sources' streams (only
+    those named, when `names` is given)."""
     from streaming.silver.streams import cdc_contract, event_contract
 
     silver: set[str] = set()
@@ -138,7 +147,11 @@ def gold_tables_for(settings: Settings, sources: Sequence[Source]) -> list[GoldT
             silver.add(f"silver.{events.silver_table}")
         if cdc is not None:
             silver |= {f"silver.{cdc.silver_table}{s}" for s in ("", "_changes", "_history")}
-    return [t for t in load_gold_tables(settings) if all(s.table in silver for s in t.sources)]
+    return [
+        t
+        for t in load_gold_tables(settings)
+        if all(s.table in silver for s in t.sources) and (names is None or t.name in names)
+    ]
 
 
 def stop_queries(
@@ -205,6 +218,7 @@ def run_streams(
     stop: threading.Event | None = None,
     layers: Sequence[str] = LAYERS,
     owner: str = "headwater run",
+    gold_tables: Sequence[str] | None = None,
 ) -> dict[str, int]:
     """Run the streams of `layers` for `topics` (default: every layer of every source) with
     progress recording.
@@ -218,14 +232,19 @@ def run_streams(
     stop = stop or threading.Event()
     rounds = [[layer] for layer in layers] if available_now else [list(layers)]
     with (
-        stream_locks(settings, stream_ids(settings, sources, layers), owner),
+        stream_locks(settings, stream_ids(settings, sources, layers, gold_tables), owner),
         ProgressRecorder(spark, settings) as recorder,
     ):
         for round_layers in rounds:
             if stop.is_set():
                 break
             queries = start_streams(
-                spark, settings, sources, available_now=available_now, layers=round_layers
+                spark,
+                settings,
+                sources,
+                available_now=available_now,
+                layers=round_layers,
+                gold_tables=gold_tables,
             )
             try:
                 watch(queries, stop=stop)

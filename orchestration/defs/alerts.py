@@ -42,7 +42,9 @@ def alert(
         "details": dict(details or {}),
         "at": datetime.now(UTC).isoformat(),
     }
-    (logger or log).error(f"HEADWATER ALERT: {summary} {json.dumps(payload['details'], default=str)}")
+    (logger or log).error(
+        f"HEADWATER ALERT: {summary} {json.dumps(payload['details'], default=str)}"
+    )
     variable = settings.pipeline.orchestration.alerting.webhook_url_env
     url = env.get(variable) if variable else None
     if not url:
