@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--faults", default="all", help="faults the generator injects (see generate --faults)"
     )
+    demo.add_argument(
+        "--no-ui", action="store_true", help="do not start the Dagster UI (dagster dev)"
+    )
     return parser
 
 
@@ -323,7 +326,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         raise HeadwaterError(f"demo: {exc}") from None
     stop = threading.Event()
     stop_on_signals(stop)  # the demo installs them again once Spark is up
-    run_demo(settings, seconds=seconds, rate=args.rate, faults=faults, stop=stop)
+    run_demo(settings, seconds=seconds, rate=args.rate, faults=faults, stop=stop, ui=not args.no_ui)
     return 0
 
 

@@ -314,12 +314,21 @@ class LakeSettings(_Frozen):
     checkpoints: str = Field(description="where stream checkpoints live")
 
 
+class DagsterUiSettings(_Frozen):
+    """The Dagster UI (`dagster dev`: webserver and daemon) that `headwater demo` starts on
+    127.0.0.1."""
+
+    enabled: bool = Field(True, description="false: the demo runs without it (as --no-ui)")
+    port: Annotated[int, Field(ge=1, le=65535)] = 3000
+
+
 class Profile(_Frozen):
     state_dir: str = ".headwater"
     spark: SparkSettings = SparkSettings()
     kafka: KafkaSettings
     lake: LakeSettings
     local_kafka: LocalKafkaSettings | None = None
+    dagster_ui: DagsterUiSettings = DagsterUiSettings()
 
 
 # --- everything together -------------------------------------------------------------------

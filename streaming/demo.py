@@ -1,7 +1,8 @@
-"""The demo: the local broker, the shop generator and the bronze streams, in the foreground.
+"""The demo: the local broker, the shop generator, every layer's streams and the Dagster UI,
+in the foreground.
 
 Ctrl-C (or SIGTERM, or the end of `seconds`) stops everything it started: the generator, the
-streams, Spark, and the broker if it was not already running.
+streams, Spark, the Dagster UI, and the broker if it was not already running.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from streaming.generator.producer import GenerationReport, produce
 from streaming.generator.shop import FaultRates, Record, ShopSimulator
 from streaming.jobs.common import stop_on_signals
 from streaming.kafka_client import ensure_topics
+from streaming.services.dagster_ui import DagsterUi
 from streaming.services.kafka_broker import LocalKafka
 
 if TYPE_CHECKING:
@@ -42,20 +44,35 @@ def run_demo(
     faults: FaultRates,
     stop: threading.Event,
     out: IO[str] = sys.stdout,
+    ui: bool = True,
 ) -> dict[str, int]:
-    """Run the demo until `stop` is set or `seconds` pass; returns rows per bronze table."""
+    """Run the demo until `stop` is set or `seconds` pass; returns rows per table.
+
+    With `ui` (and the profile's dagster_ui.enabled) it also runs the Dagster UI. Raises
+    ServiceError when a port is taken or a service does not come up.
+    """
     # Spark is imported here so the CLI's other commands start fast.
     from streaming.locks import stream_locks
     from streaming.progress import ProgressRecorder
     from streaming.runner import LAYERS, start_streams, stop_queries, stream_ids, watch
     from streaming.session import build_spark_session
 
+    demo_started = time.monotonic()
     broker = LocalKafka.from_settings(settings)
+    dagster_ui = (
+        DagsterUi.from_settings(settings) if ui and settings.profile.dagster_ui.enabled else None
+    )
+    if dagster_ui is not None:
+        dagster_ui.check_port()  # before anything starts
     status, started_broker = broker.up()
     print(status.describe() + (" (started by the demo)" if started_broker else ""), file=out)
     generator_error: list[BaseException] = []
+    ui_error: list[HeadwaterError] = []
     reports: dict[str, GenerationReport] = {}
     try:
+        if dagster_ui is not None:
+            # It starts while Spark does (both take a while) and is waited for in the background.
+            _start_ui(dagster_ui, stop, ui_error, demo_started, out)
         ensure_topics(settings.profile.kafka, settings.pipeline.sources)
         spark = build_spark_session(settings)
         stop_on_signals(stop)
@@ -136,9 +153,15 @@ def run_demo(
         rows = _table_counts(spark, settings)
         spark.stop()
     finally:
+        stop.set()
+        if dagster_ui is not None:
+            dagster_ui.stop()
+            print("dagster: UI stopped", file=out)
         if started_broker:
             broker.down()
             print("kafka: stopped (the demo started it)", file=out)
+    if ui_error:
+        raise ui_error[0]
     if generator_error:
         error = generator_error[0]
         raise (
@@ -151,6 +174,40 @@ def run_demo(
     for table, count in rows.items():
         print(f"{table}: {count:,} rows", file=out)
     return rows
+
+
+def _start_ui(
+    dagster_ui: DagsterUi,
+    stop: threading.Event,
+    errors: list[HeadwaterError],
+    demo_started: float,
+    out: IO[str],
+) -> None:
+    """Launch the Dagster UI; a thread prints its URL once it answers, or stops the demo."""
+    dagster_ui.start()
+    print(
+        f"dagster: starting the UI (dagster dev: webserver and daemon) at {dagster_ui.url}; "
+        f"log {dagster_ui.log_file}",
+        file=out,
+        flush=True,
+    )
+
+    def wait() -> None:
+        try:
+            if dagster_ui.wait_until_answering(stop=stop.is_set):
+                print(
+                    f"dagster: UI at {dagster_ui.url} "
+                    f"(answering {time.monotonic() - demo_started:.0f} s after the demo started)",
+                    file=out,
+                    flush=True,
+                )
+        except HeadwaterError as exc:
+            if not stop.is_set():  # the demo ending stops the UI: no error then
+                log.error("the Dagster UI did not come up: %s", exc)
+                errors.append(exc)
+                stop.set()
+
+    threading.Thread(target=wait, name="dagster-ui", daemon=True).start()
 
 
 def _status_line(recorder: ProgressRecorder, started: float) -> str:
