@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 JARS_STAMP := infra/jars/.resolved
+BROWSER_STAMP := $(VENV)/.browser
+CHROMIUM := /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit lint jars up down status clean
+.PHONY: setup demo test test-unit lint jars browser up down status clean
 
 ## setup: virtualenv with headwater and its pinned dependencies, plus the JVM jars
 setup: $(PY_STAMP) $(JARS_STAMP)
@@ -31,12 +33,27 @@ $(JARS_STAMP): infra/pom.xml infra/maven/spark/pom.xml infra/maven/kafka/pom.xml
 	mvn -q -B -f infra/pom.xml package
 	touch $@
 
+## browser: Debian's Chromium for the browser test of the Dagster UI (Playwright drives it;
+## no browser download)
+browser: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): | $(PY_STAMP)
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "headwater: installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "headwater: Chromium was not found at $(CHROMIUM): install it (as root: apt-get install --no-install-recommends chromium)"; exit 2; \
+	  fi; \
+	fi
+	touch $@
+
 ## demo: set up, start the broker, the generator and the streams in the foreground (Ctrl-C stops all)
 demo: setup
 	$(BIN)/headwater demo
 
 ## test: set up, lint, type-check and run every test tier
-test: setup lint
+test: setup lint browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-unit: the fast tier (seconds)
