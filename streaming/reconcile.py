@@ -8,12 +8,13 @@ batch definition lacks, and the other way round. Both are zero at rest.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from streaming.config import Settings
-from streaming.gold.definitions import evaluate, load_gold_tables
+from streaming.config import Settings, Source
+from streaming.gold.definitions import GoldTable, evaluate, load_gold_tables
 from streaming.silver.streams import cdc_contract, event_contract
 from streaming.tables import read_table
 
@@ -27,6 +28,7 @@ class TopicCounts:
     quarantine: int | None = None
     duplicates: int | None = None
     tombstones: int | None = None
+    settled_until: datetime | None = None  # counted up to this bronze ingest time
 
     @property
     def unaccounted(self) -> int:
@@ -92,41 +94,90 @@ def reconcile(
     """Counts per topic and differences per gold table (see the module docstring)."""
     result = Reconciliation()
     for source in settings.pipeline.sources:
-        bronze = read_table(spark, settings, f"bronze.{source.table_name}")
-        counts = TopicCounts(source.topic, (kafka_counts or {}).get(source.topic), _count(bronze))
-        events, cdc = event_contract(settings, source), cdc_contract(settings, source)
-        quarantine = _count(read_table(spark, settings, f"quarantine.{source.table_name}"))
-        duplicates = _count(read_table(spark, settings, f"duplicates.{source.table_name}"))
-        if events is not None:
-            silver = _count(
-                read_table(spark, settings, f"silver.{events.silver_table}"), source.topic
-            )
-            counts = replace(counts, silver=silver, quarantine=quarantine, duplicates=duplicates)
-        elif cdc is not None:
-            changes = _count(
-                read_table(spark, settings, f"silver.{cdc.silver_table}_changes"), source.topic
-            )
-            tombstones = bronze.where(F.col("value").isNull()).count() if bronze is not None else 0
-            counts = replace(
-                counts,
-                silver=changes,
-                quarantine=quarantine,
-                duplicates=duplicates,
-                tombstones=tombstones,
-            )
-        result.topics.append(counts)
-    for table in load_gold_tables(settings):
-        gold = read_table(spark, settings, f"gold.{table.name}")
-        if gold is None:
-            continue
-        definition = evaluate(spark, settings, table)
-        columns = definition.columns
-        result.gold.append(
-            GoldDiff(
-                table.name,
-                gold.count(),
-                gold.select(*columns).exceptAll(definition).count(),
-                definition.exceptAll(gold.select(*columns)).count(),
-            )
+        result.topics.append(
+            reconcile_topic(spark, settings, source, (kafka_counts or {}).get(source.topic))
         )
+    for table in load_gold_tables(settings):
+        diff = reconcile_gold(spark, settings, table)
+        if diff is not None:
+            result.gold.append(diff)
     return result
+
+
+def reconcile_topic(
+    spark: SparkSession,
+    settings: Settings,
+    source: Source,
+    kafka_count: int | None = None,
+    *,
+    settled: bool = False,
+) -> TopicCounts:
+    """The counts of one source topic: bronze, and (with silver on) silver, quarantine,
+    duplicates and, for CDC, tombstones. `kafka_count`: the records Kafka holds, if known.
+
+    `settled`: count only the bronze records the silver stream has already processed, so a
+    running pipeline reconciles too: the records bronze ingested up to the latest ingest time
+    silver, quarantine or duplicates hold (bronze stamps each micro-batch with one ingest
+    time, and silver reads bronze's commits in order). `settled_until` is that time.
+    """
+    events, cdc = event_contract(settings, source), cdc_contract(settings, source)
+    silver_name = events.silver_table if events else f"{cdc.silver_table}_changes" if cdc else None
+    frames = {
+        "bronze": read_table(spark, settings, f"bronze.{source.table_name}"),
+        "silver": read_table(spark, settings, f"silver.{silver_name}") if silver_name else None,
+        "quarantine": read_table(spark, settings, f"quarantine.{source.table_name}"),
+        "duplicates": read_table(spark, settings, f"duplicates.{source.table_name}"),
+    }
+    if frames["silver"] is not None:
+        frames["silver"] = frames["silver"].where(F.col("kafka_topic") == source.topic)
+    until = None
+    if settled:
+        until = _latest_ingest(frames["silver"], frames["quarantine"], frames["duplicates"])
+        frames = {
+            name: (f.where(F.col("ingest_time") <= F.lit(until)) if until else f.limit(0))
+            if f is not None
+            else None
+            for name, f in frames.items()
+        }
+    bronze = frames["bronze"]
+    counts = TopicCounts(source.topic, kafka_count, _count(bronze), settled_until=until)
+    if silver_name is None:
+        return counts
+    counts = replace(
+        counts,
+        silver=_count(frames["silver"]),
+        quarantine=_count(frames["quarantine"]),
+        duplicates=_count(frames["duplicates"]),
+    )
+    if cdc is not None:
+        tombstones = bronze.where(F.col("value").isNull()).count() if bronze is not None else 0
+        counts = replace(counts, tombstones=tombstones)
+    return counts
+
+
+def _latest_ingest(*frames: DataFrame | None) -> datetime | None:
+    """The latest ingest_time in any of `frames` (None when they hold no rows)."""
+    times = [
+        row[0]
+        for f in frames
+        if f is not None
+        for row in [f.agg(F.max("ingest_time")).first()]
+        if row is not None and row[0] is not None
+    ]
+    return max(times) if times else None
+
+
+def reconcile_gold(spark: SparkSession, settings: Settings, table: GoldTable) -> GoldDiff | None:
+    """Rows of gold table `table` that its batch definition lacks and the other way round;
+    None when the table does not exist yet. Raises ConfigError when a source table is missing."""
+    gold = read_table(spark, settings, f"gold.{table.name}")
+    if gold is None:
+        return None
+    definition = evaluate(spark, settings, table)
+    columns = definition.columns
+    return GoldDiff(
+        table.name,
+        gold.count(),
+        gold.select(*columns).exceptAll(definition).count(),
+        definition.exceptAll(gold.select(*columns)).count(),
+    )

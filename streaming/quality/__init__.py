@@ -1,0 +1,1 @@
+"""Data-quality expectations of the lake's tables, from conf, run with Great Expectations."""
