@@ -1,0 +1,189 @@
+"""Expectations generated from the shop's contracts and conf, and their GX validation."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+from pyspark.sql import SparkSession
+
+from streaming.config import Expectation, load_settings
+from streaming.quality.expectations import (
+    ExpectationSpec,
+    conf_specs,
+    latest_days,
+    table_specs,
+    validate,
+)
+from tests.conftest import write_conf
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+SETTINGS = load_settings(REPO / "conf", "local", environ={})
+
+
+def test_silver_orders_gets_the_latest_contract_versions_rules() -> None:
+    assert table_specs(SETTINGS, "silver.orders") == [
+        ExpectationSpec("event_id.required", "event_id", "not_null"),
+        ExpectationSpec("event_type.required", "event_type", "not_null"),
+        ExpectationSpec(
+            "event_type.enum",
+            "event_type",
+            "in_set",
+            {"value_set": ("OrderPlaced", "OrderCancelled")},
+        ),
+        ExpectationSpec("event_time.required", "event_time", "not_null"),
+        ExpectationSpec("schema_version.required", "schema_version", "not_null"),
+        ExpectationSpec("order_id.required", "order_id", "not_null"),
+        ExpectationSpec("customer_id.required", "customer_id", "not_null"),
+        ExpectationSpec("amount.required", "amount", "not_null"),
+        ExpectationSpec("amount.minimum", "amount", "between", {"min_value": 0.0}),
+        ExpectationSpec("currency.required", "currency", "not_null"),
+        ExpectationSpec(
+            "currency.enum", "currency", "in_set", {"value_set": ("EUR", "USD", "GBP", "JPY")}
+        ),
+        ExpectationSpec("items.required", "items", "not_null"),
+        ExpectationSpec("items.minimum", "items", "between", {"min_value": 1.0}),
+        ExpectationSpec("event_id.unique", "event_id", "unique"),
+    ]
+
+
+def test_payments_method_is_in_its_enum() -> None:
+    specs = {s.name: s for s in table_specs(SETTINGS, "silver.payments")}
+    assert specs["method.enum"] == ExpectationSpec(
+        "method.enum", "method", "in_set", {"value_set": ("card", "bank_transfer", "wallet")}
+    )
+    assert all(s.criticality == "error" for s in specs.values())
+    assert len(specs) == 9 + 3 + 1 + 1  # 9 required, 3 enums, amount.minimum, the unique id
+
+
+def test_cdc_current_state_gets_the_row_schemas_rules_and_a_unique_key() -> None:
+    assert table_specs(SETTINGS, "silver.customers") == [
+        ExpectationSpec("customer_id.required", "customer_id", "not_null"),
+        ExpectationSpec("country.pattern", "country", "match_regex", {"regex": "^[A-Z]{2}$"}),
+        ExpectationSpec(
+            "segment.enum", "segment", "in_set", {"value_set": ("consumer", "business", "vip")}
+        ),
+        ExpectationSpec("updated_at.required", "updated_at", "not_null"),
+        ExpectationSpec("customer_id.unique", "customer_id", "unique"),
+    ]
+    # The changes and history tables hold many rows per key: no contract expectations.
+    assert table_specs(SETTINGS, "silver.customers_changes") == []
+    assert table_specs(SETTINGS, "silver.customers_history") == []
+
+
+def test_gold_tables_get_the_expectations_conf_lists() -> None:
+    assert table_specs(SETTINGS, "gold.revenue_per_minute") == [
+        ExpectationSpec("minute.not_null", "minute", "not_null"),
+        ExpectationSpec("revenue.between", "revenue", "between", {"min_value": 0.0}),
+        ExpectationSpec("orders_placed.between", "orders_placed", "between", {"min_value": 0.0}),
+    ]
+    assert table_specs(SETTINGS, "gold.customer_orders") == [
+        ExpectationSpec("customer_id.not_null", "customer_id", "not_null"),
+        ExpectationSpec("customer_id.unique", "customer_id", "unique"),
+        ExpectationSpec("orders_placed.between", "orders_placed", "between", {"min_value": 1.0}),
+    ]
+    assert table_specs(SETTINGS, "bronze.shop_orders") == []
+
+
+def test_criticality_comes_from_the_contract_map_then_the_field(tmp_path: Path) -> None:
+    settings = write_conf(
+        tmp_path,
+        topics=["shop.orders"],
+        pipeline={
+            "orchestration": {
+                "expectations": {
+                    "silver.orders": [
+                        {"expectation": "match_regex", "column": "order_id", "regex": "^o-"},
+                        {"expectation": "between", "column": "items", "max": 50},
+                        {
+                            "expectation": "between",
+                            "column": "items",
+                            "min": 2,
+                            "criticality": "warn",
+                        },
+                    ]
+                }
+            }
+        },
+    )
+    contract = settings.conf_dir / "contracts" / "shop.orders.yaml"
+    doc = yaml.safe_load(contract.read_text())
+    doc["criticality"] = {"amount.minimum": "warn"}
+    doc["versions"][2]["properties"]["currency"]["x-criticality"] = "warn"
+    contract.write_text(yaml.safe_dump(doc))
+
+    specs = {s.name: s for s in table_specs(settings, "silver.orders")}
+    assert specs["amount.minimum"].criticality == "warn"
+    assert specs["currency.enum"].criticality == "warn"
+    assert specs["currency.required"].criticality == "warn"  # the field's level covers its rules
+    assert specs["items.minimum"].criticality == "error"
+    assert specs["order_id.match_regex"] == ExpectationSpec(
+        "order_id.match_regex", "order_id", "match_regex", {"regex": "^o-"}
+    )
+    assert specs["items.between"] == ExpectationSpec(
+        "items.between", "items", "between", {"max_value": 50.0}
+    )
+    assert specs["items.between#2"] == ExpectationSpec(
+        "items.between#2", "items", "between", {"min_value": 2.0}, "warn"
+    )
+
+
+def test_conf_in_set_keeps_its_values() -> None:
+    [spec] = conf_specs(
+        [Expectation(expectation="in_set", column="currency", values=("EUR",), criticality="warn")]
+    )
+    assert spec == ExpectationSpec(
+        "currency.in_set", "currency", "in_set", {"value_set": ("EUR",)}, "warn"
+    )
+
+
+def test_validate_reports_each_expectation_with_its_bad_values(spark: SparkSession) -> None:
+    rows = [
+        (f"id-{i}", "EUR" if i % 10 else "XXX", float(i - 2), f"id-{i % 25}") for i in range(30)
+    ]
+    frame = spark.createDataFrame(
+        rows, "event_id string, currency string, amount double, ref string"
+    )
+    specs = [
+        ExpectationSpec("event_id.unique", "event_id", "unique"),
+        ExpectationSpec("currency.enum", "currency", "in_set", {"value_set": ("EUR", "USD")}),
+        ExpectationSpec("amount.minimum", "amount", "between", {"min_value": 0.0}, "warn"),
+        ExpectationSpec("ref.unique", "ref", "unique"),
+        ExpectationSpec("coupon.required", "coupon", "not_null"),
+    ]
+    unique, enum, minimum, ref, missing = validate(frame, specs)
+    assert (unique.spec, unique.success, unique.element_count, unique.unexpected_count) == (
+        specs[0],
+        True,
+        30,
+        0,
+    )
+    # i = 0, 10, 20 carry XXX; amounts -2 and -1 break the minimum.
+    assert (enum.success, enum.unexpected_count, enum.unexpected_sample) == (
+        False,
+        3,
+        ("XXX", "XXX", "XXX"),
+    )
+    assert (minimum.success, minimum.unexpected_count, sorted(minimum.unexpected_sample)) == (
+        False,
+        2,
+        [-2.0, -1.0],
+    )
+    assert minimum.spec.criticality == "warn"
+    # ids 0-4 occur twice each: 10 rows are not unique.
+    assert (ref.success, ref.unexpected_count) == (False, 10)
+    assert sorted(set(ref.unexpected_sample)) == [f"id-{i}" for i in range(5)]
+    assert not missing.success and missing.exception is not None and "coupon" in missing.exception
+
+
+def test_latest_days_keeps_the_two_newest_days_present(spark: SparkSession) -> None:
+    frame = spark.createDataFrame(
+        [(date(2026, 6, d), d) for d in (1, 1, 3, 7, 7, 7)], "event_date date, n int"
+    )
+    rows, days = latest_days(frame, "event_date")
+    assert days == [date(2026, 6, 7), date(2026, 6, 3)]
+    assert sorted(r.n for r in rows.collect()) == [3, 7, 7, 7]
