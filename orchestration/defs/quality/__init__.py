@@ -1,0 +1,1 @@
+"""Data-quality asset checks: expectations, reconciliation and freshness of every table."""
