@@ -1,4 +1,4 @@
-"""The README's demo as a user runs it: broker, generator and bronze streams in the
+"""The README's demo as a user runs it: broker, generator, streams and the Dagster UI in the
 foreground; bounded by DEMO_SECONDS, or stopped by Ctrl-C, it leaves nothing running."""
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from pyspark.sql import SparkSession
 
-from streaming.config import Settings
+from streaming.config import Settings, load_settings
 from streaming.services.kafka_broker import port_in_use
 from streaming.tables import read_delta
 from tests.conftest import free_port, write_conf
@@ -26,11 +29,28 @@ SHOP = ["shop.orders", "shop.payments", "shop.public.customers"]
 
 
 def demo_settings(tmp_path: Path) -> Settings:
-    return write_conf(tmp_path, topics=SHOP, kafka_port=free_port(), controller_port=free_port())
+    settings = write_conf(
+        tmp_path, topics=SHOP, kafka_port=free_port(), controller_port=free_port()
+    )
+    # The demo's Dagster UI on a free port, not 3000 (someone's own UI may be there).
+    profile = settings.conf_dir / "profiles" / "local.yaml"
+    doc = yaml.safe_load(profile.read_text())
+    doc["dagster_ui"] = {"port": free_port()}
+    profile.write_text(yaml.safe_dump(doc))
+    return load_settings(settings.conf_dir, "local", environ={})
+
+
+def ui_answers(settings: Settings) -> bool:
+    url = f"http://127.0.0.1:{settings.profile.dagster_ui.port}/server_info"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def start_demo(
-    settings: Settings, log: Path, env: dict[str, str] | None = None
+    settings: Settings, log: Path, env: dict[str, str] | None = None, *options: str
 ) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -43,6 +63,7 @@ def start_demo(
                 "demo",
                 "--rate",
                 "60",
+                *options,
             ],
             cwd=REPO,
             stdout=out,
@@ -57,6 +78,7 @@ def assert_nothing_left(settings: Settings, group: int) -> None:
     assert local is not None
     assert not port_in_use(local.port) and not port_in_use(local.controller_port), "broker stopped"
     assert not (settings.state_dir / "kafka" / "broker.pid").exists()
+    assert not port_in_use(settings.profile.dagster_ui.port), "the Dagster UI stopped"
     # Spark's JVM exits when its Python driver does (stdin closes): give it a moment.
     wait_until(lambda: not _group_alive(group), 30, "every process of the demo to exit")
 
@@ -72,7 +94,8 @@ def _group_alive(group: int) -> bool:
 def test_demo_bounded_by_demo_seconds(spark: SparkSession, tmp_path: Path) -> None:
     settings = demo_settings(tmp_path)
     log = tmp_path / "demo.log"
-    process = start_demo(settings, log, {"DEMO_SECONDS": "40"})
+    # Without the UI: 40 s may end before `dagster dev` is up on two busy cores.
+    process = start_demo(settings, log, {"DEMO_SECONDS": "40"}, "--no-ui")
     assert process.wait(timeout=300) == 0, log.read_text()[-4000:]
     output = log.read_text()
     found = re.search(r"bronze\.shop_orders: ([\d,]+) rows", output)
@@ -82,6 +105,7 @@ def test_demo_bounded_by_demo_seconds(spark: SparkSession, tmp_path: Path) -> No
     table = read_delta(spark, settings.table_path("bronze", "shop_orders"))
     assert table is not None and table.count() == reported
     assert "kafka: stopped (the demo started it)" in output
+    assert "dagster:" not in output, "--no-ui starts no Dagster UI"
     for table in ("silver.orders", "quarantine.shop_orders", "duplicates.shop_orders"):
         assert re.search(rf"{re.escape(table)}: [\d,]+ rows", output), f"{table} is reported"
     assert_nothing_left(settings, process.pid)
@@ -92,23 +116,33 @@ def test_ctrl_c_stops_everything_the_demo_started(spark: SparkSession, tmp_path:
     log = tmp_path / "demo.log"
     started = time.monotonic()
     process = start_demo(settings, log)
+    path = settings.table_path("bronze", "shop_orders")
+    seen: dict[str, float] = {}  # what was seen, seconds after the demo started
+
+    def demo_up() -> bool:
+        if "ui" not in seen and ui_answers(settings):
+            seen["ui"] = time.monotonic() - started
+        if "bronze" not in seen and (t := read_delta(spark, path)) is not None and t.count() > 0:
+            seen["bronze"] = time.monotonic() - started
+        return process.poll() is not None or len(seen) == 2
+
     try:
-        path = settings.table_path("bronze", "shop_orders")
-        wait_until(
-            lambda: (
-                process.poll() is not None
-                or ((t := read_delta(spark, path)) is not None and t.count() > 0)
-            ),
-            180,
-            "bronze.shop_orders to hold rows",
-            poll_s=1.0,
-        )
+        wait_until(demo_up, 300, "bronze.shop_orders rows and the Dagster UI", poll_s=1.0)
         assert process.poll() is None, log.read_text()[-4000:]
         print(
-            f"first bronze rows {time.monotonic() - started:.0f} s after `headwater demo` started"
+            f"first bronze rows {seen['bronze']:.0f} s and the Dagster UI answering "
+            f"{seen['ui']:.0f} s after `headwater demo` started"
         )
+        url = f"http://127.0.0.1:{settings.profile.dagster_ui.port}"
+        wait_until(
+            lambda: f"dagster: UI at {url}" in log.read_text(), 30, "the demo to print the UI's URL"
+        )
+        dagster_log = settings.state_dir / "dagster" / "dagster-dev.log"
+        assert "Serving dagster-webserver" in dagster_log.read_text()
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     assert process.wait(timeout=180) == 0, log.read_text()[-4000:]
-    assert "received SIGINT: stopping the streams" in log.read_text()
+    output = log.read_text()
+    assert "received SIGINT: stopping the streams" in output
+    assert "dagster: UI stopped" in output
     assert_nothing_left(settings, process.pid)
