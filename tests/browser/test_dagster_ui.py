@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import urllib.request
 import uuid
@@ -156,16 +155,15 @@ def _location_loaded(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[BrowserContext]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    """Headless Chromium with a fresh profile: nothing cached from an earlier UI."""
     if not CHROMIUM.is_file():
         pytest.fail(
             f"Chromium was not found at {CHROMIUM}: run `make browser` (apt-get install chromium)"
         )
-    profile = ARTIFACTS.parent / "chromium-profile"
     with sync_playwright() as playwright:
-        # A fresh profile per run: nothing cached from an earlier UI.
         context = playwright.chromium.launch_persistent_context(
-            str(_fresh(profile)),
+            str(tmp_path_factory.mktemp("chromium-profile")),
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_FLAGS,
@@ -175,12 +173,6 @@ def browser() -> Iterator[BrowserContext]:
             yield context
         finally:
             context.close()
-
-
-def _fresh(directory: Path) -> Path:
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    return directory
 
 
 def _page(browser: BrowserContext, url: str) -> Page:
