@@ -3,6 +3,7 @@
 headwater up | down | status          the local services (the Kafka broker)
 headwater generate ...                the demo shop's events into Kafka
 headwater stream bronze ...           Kafka -> bronze streams (what spark-submit runs too)
+headwater replay --topic T ...        re-read a topic into bronze; what bronze holds is not doubled
 headwater demo                        all of it in the foreground
 headwater check                       Java, jars and versions agree
 """
@@ -102,6 +103,25 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reconcile",
         help="per topic: Kafka = bronze = silver + quarantine + duplicates; per gold table: equal to its definition",
+    )
+
+    replay = commands.add_parser(
+        "replay",
+        help="re-read a Kafka topic into bronze; records bronze holds are not written again",
+    )
+    replay.add_argument("--topic", required=True, help="source topic or table")
+    start = replay.add_mutually_exclusive_group(required=True)
+    start.add_argument(
+        "--from-timestamp", help="ISO-8601; per partition, the first record at or after it"
+    )
+    start.add_argument(
+        "--from-offsets",
+        help='JSON offsets per partition, e.g. \'{"0": 10, "1": 0}\' (others: not replayed)',
+    )
+    replay.add_argument(
+        "--until-offsets",
+        default=None,
+        help="JSON offsets per partition to stop before (default: the end)",
     )
 
     demo = commands.add_parser("demo", help="broker + generator + bronze streams in the foreground")
@@ -308,6 +328,30 @@ def _reconcile(settings: Settings, _args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.replay import parse_offsets, parse_timestamp, replay_topic
+    from streaming.session import build_spark_session
+
+    settings.pipeline.source(args.topic)  # an unknown topic stops here, before Spark starts
+    start = parse_timestamp(args.from_timestamp) if args.from_timestamp else None
+    offsets = parse_offsets(args.from_offsets) if args.from_offsets else None
+    until = parse_offsets(args.until_offsets) if args.until_offsets else None
+    spark = build_spark_session(settings)
+    try:
+        report = replay_topic(
+            spark,
+            settings,
+            args.topic,
+            from_timestamp=start,
+            from_offsets=offsets,
+            until_offsets=until,
+        )
+    finally:
+        spark.stop()
+    print(report.summary())
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from streaming.demo import run_demo
     from streaming.generator.shop import FaultRates
@@ -341,6 +385,7 @@ _COMMANDS = {
     "contracts": _contracts,
     "reconcile": _reconcile,
     "run": _run,
+    "replay": _replay,
 }
 
 
