@@ -106,6 +106,12 @@ def test_a_pipeline_run_outside_dagster_is_only_observed() -> None:
     assert "outside Dagster by headwater run on host-1 (pid 4242" in d.reason
 
 
+def test_a_micro_batch_run_holding_the_streams_is_only_observed() -> None:
+    d = decide(situation(held_by(f"dagster run {OLD}")))
+    assert d.action == "observe" and not d.requests_run
+    assert f"by another Dagster job's run, dagster run {OLD}" in d.reason
+
+
 def test_a_process_of_a_finished_run_is_an_orphan_observed_with_an_alert() -> None:
     d = decide(situation(held_by(f"dagster continuous run {OLD}")))
     assert d == Decision(d.action, d.reason, f"orphan:{OLD}", alert=True)

@@ -105,10 +105,15 @@ def decide(s: Situation) -> Decision:
     outsiders = [h for h in held.values() if dagster_run_of(h) is None]
     if outsiders:
         h = outsiders[0]
+        by = (
+            f"by another Dagster job's run, {h.describe()}"  # micro-batch, backfill, replay
+            if h.owner.startswith("dagster run ")
+            else f"outside Dagster by {h.describe()}"
+        )
         return Decision(
             "observe",
-            f"the pipeline is run outside Dagster by {h.describe()} (stream {h.stream}): "
-            "observing only, no continuous run is started while it runs",
+            f"the pipeline is run {by} (stream {h.stream}): observing only, no continuous "
+            "run is started while it runs",
         )
     orphans = [h for h in held.values() if dagster_run_of(h) not in active_ids]
     if orphans:
