@@ -1,0 +1,437 @@
+"""The continuous pipeline under Dagster, supervised: a real `headwater_continuous` run (a
+`dagster job execute` process launching the Pipes pipeline) on a real broker, in a temporary
+Dagster instance. Killing the pipeline makes the sensor request one restart with a reason;
+carried out, the restart loses and doubles nothing. The batch mode meets the running pipeline's
+locks; a pipeline run outside Dagster is only observed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from pyspark.sql import SparkSession
+
+from orchestration.defs.streams import CONTINUOUS_JOB, supervisor_sensor
+from orchestration.defs.streams.continuous import RESTART_REASON_TAG
+from streaming.config import Settings
+from streaming.generator.producer import Delivered, produce
+from streaming.generator.shop import FaultRates, ShopSimulator
+from streaming.kafka_client import ensure_topics
+from streaming.locks import Holder, StreamBusy, holder
+from streaming.progress import read_heartbeats
+from streaming.runner import run_streams
+from streaming.tables import read_delta
+from tests.helpers import START, bronze_records, expected_records, produce_shop, wait_until
+from tests.integration.test_silver_events import coordinates, oracle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
+REPO = Path(__file__).resolve().parents[2]
+DAGSTER = Path(sys.executable).parent / "dagster"
+START_S = 900.0  # a Spark driver starting on a busy 2-core machine, then catching up
+
+LOCATION = """
+import dagster as dg
+
+from orchestration.defs.resources import HeadwaterResource
+from orchestration.defs.streams import continuous_job, supervisor_sensor
+from streaming.config import load_settings
+
+settings = load_settings({conf!r}, "local")
+defs = dg.Definitions(
+    jobs=[continuous_job(settings)],
+    sensors=[supervisor_sensor(settings)],
+    resources={{"headwater": HeadwaterResource(conf_dir={conf!r}, profile="local")}},
+)
+"""
+
+DAGSTER_YAML = """
+telemetry:
+  enabled: false
+run_queue:
+  tag_concurrency_limits:
+    - key: "headwater/mode"
+      value: "continuous"
+      limit: 1
+"""
+
+
+class Dagster:
+    """A temporary Dagster home with a code location holding the continuous job."""
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.home = root / "dagster_home"
+        self.home.mkdir()
+        (self.home / "dagster.yaml").write_text(DAGSTER_YAML)
+        self.location = root / "location.py"
+        self.location.write_text(LOCATION.format(conf=str(settings.conf_dir)))
+        self.instance = dg.DagsterInstance.from_config(str(self.home))
+        self.logs = root
+        self.launched = 0
+
+    def execute(self, tags: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Carry out a run request as the daemon would: one headwater_continuous run."""
+        self.launched += 1
+        with (self.logs / f"run-{self.launched}.log").open("wb") as out:
+            return subprocess.Popen(
+                [
+                    str(DAGSTER),
+                    "job",
+                    "execute",
+                    "-f",
+                    str(self.location),
+                    "-j",
+                    CONTINUOUS_JOB,
+                    "--tags",
+                    json.dumps(tags),
+                ],
+                cwd=REPO,
+                env={**os.environ, "DAGSTER_HOME": str(self.home)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_tail(self) -> str:
+        return (self.logs / f"run-{self.launched}.log").read_text(errors="replace")[-4000:]
+
+    def runs(self) -> list[dg.DagsterRun]:
+        return list(self.instance.get_runs(filters=dg.RunsFilter(job_name=CONTINUOUS_JOB)))
+
+    def tick(self, settings: Settings, cursor: str | None = None) -> Any:
+        """One evaluation of the supervisor sensor against this instance."""
+        sensor = supervisor_sensor(settings)
+        with dg.build_sensor_context(instance=self.instance, cursor=cursor) as context:
+            return sensor.evaluate_tick(context)
+
+
+@pytest.fixture
+def dagster(tmp_path: Path, pipeline: Settings) -> Iterator[Dagster]:
+    d = Dagster(tmp_path, pipeline)
+    yield d
+    d.instance.dispose()
+
+
+def stream_holders(settings: Settings) -> list[Holder | None]:
+    return [
+        holder(settings, f"{layer}:{s.topic}")
+        for s in settings.pipeline.sources
+        for layer in ("bronze", "silver")
+    ]
+
+
+def held_by_run(settings: Settings, run_id: str) -> Holder | None:
+    """The holder of every stream when it is this Dagster run's process, else None."""
+    holders = stream_holders(settings)
+    if all(h is not None and run_id in h.owner for h in holders):
+        return holders[0]
+    return None
+
+
+def the_started_run(d: Dagster, exclude: set[str]) -> str | None:
+    fresh = [
+        r for r in d.runs() if r.run_id not in exclude and r.status == dg.DagsterRunStatus.STARTED
+    ]
+    return fresh[0].run_id if fresh else None
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (the pipeline's Python driver and its JVM)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    return tree
+
+
+def landed(spark: SparkSession, settings: Settings) -> int:
+    """Rows of silver, quarantine and duplicates: every bronze event lands in exactly one."""
+    total = 0
+    for source in settings.pipeline.sources:
+        silver = "orders" if source.topic.endswith("orders") else "payments"
+        for path in (
+            settings.table_path("silver", silver),
+            settings.table_path("quarantine", source.table_name),
+            settings.table_path("duplicates", source.table_name),
+        ):
+            table = read_delta(spark, path)
+            total += table.count() if table is not None else 0
+    return total
+
+
+def delta_logs(settings: Settings) -> dict[str, list[str]]:
+    """Every table's and checkpoint's files: what a write would change."""
+    out: dict[str, list[str]] = {}
+    for root in (
+        Path(settings.table_path("x", "x")).parent.parent,
+        Path(settings.checkpoint_path("x", "x")).parent.parent,
+    ):
+        if root.exists():
+            out[str(root)] = sorted(
+                str(p.relative_to(root))
+                for p in root.rglob("*")
+                if "_delta_log" in p.parts or "offsets" in p.parts or "commits" in p.parts
+            )
+    return out
+
+
+def assert_exact(spark: SparkSession, settings: Settings, sent: list[Delivered]) -> None:
+    orders, payments = settings.pipeline.sources
+    assert bronze_records(spark, settings) == expected_records(sent)
+    expected_silver, expected_quarantine, expected_duplicates = oracle(sent, orders.topic)
+    silver = coordinates(spark, settings.table_path("silver", "orders"), "event_id")
+    silver += coordinates(spark, settings.table_path("silver", "payments"), "event_id")
+    assert silver == Counter((*k, v) for k, v in expected_silver.items())
+    quarantined = coordinates(spark, settings.table_path("quarantine", orders.table_name))
+    quarantined += coordinates(spark, settings.table_path("quarantine", payments.table_name))
+    assert quarantined == Counter(expected_quarantine)
+    duplicates = coordinates(spark, settings.table_path("duplicates", orders.table_name))
+    duplicates += coordinates(spark, settings.table_path("duplicates", payments.table_name))
+    assert duplicates == Counter(expected_duplicates)
+
+
+def stop_run(d: Dagster, process: subprocess.Popen[bytes], settings: Settings, run_id: str) -> None:
+    """Stop a continuous run cleanly: SIGTERM to its pipeline process, which ends its batch."""
+    h = held_by_run(settings, run_id)
+    if h is not None:
+        os.kill(h.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=180)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+
+
+def test_a_killed_continuous_run_is_restarted_once_and_nothing_is_lost_or_doubled(
+    spark: SparkSession, pipeline: Settings, dagster: Dagster
+) -> None:
+    orders, payments = (s.topic for s in pipeline.pipeline.sources)
+    sent: list[Delivered] = produce_shop(pipeline, 400, seed=61, faults="all")
+    first = dagster.execute({"headwater/mode": "continuous"})
+    processes = [first]
+    try:
+        run_ids: set[str] = set()
+        wait_until(
+            lambda: first.poll() is not None or the_started_run(dagster, run_ids) is not None,
+            START_S,
+            "the first continuous run to start",
+        )
+        assert first.poll() is None, dagster.log_tail()
+        run_1 = the_started_run(dagster, run_ids)
+        assert run_1 is not None
+        run_ids.add(run_1)
+        wait_until(
+            lambda: (
+                first.poll() is not None
+                or (
+                    bronze_records(spark, pipeline).total() == len(sent)
+                    and landed(spark, pipeline) == len(sent)
+                )
+            ),
+            START_S,
+            "the continuous run to catch up with the first 400 records",
+            poll_s=2.0,
+        )
+        assert first.poll() is None, dagster.log_tail()
+
+        # Healthy: the sensor observes every table and requests nothing.
+        healthy = dagster.tick(pipeline)
+        assert not healthy.run_requests
+        assert "is healthy" in (healthy.skip_message or ""), healthy.skip_message
+        observed = {e.asset_key for e in healthy.asset_events}
+        assert dg.AssetKey(["bronze", pipeline.pipeline.sources[0].table_name]) in observed
+        assert dg.AssetKey(["silver", "orders"]) in observed
+        bronze_obs = next(e for e in healthy.asset_events if e.asset_key.path[0] == "bronze")
+        assert {
+            "offsets_behind_latest",
+            "input_rows_per_second",
+            "seconds_since_last_batch",
+            "batch_id",
+        } <= set(bronze_obs.metadata)
+
+        # The batch mode meets the continuous run's locks and writes nothing.
+        before = delta_logs(pipeline)
+        with pytest.raises(StreamBusy, match=f"dagster continuous run {run_1}"):
+            run_streams(spark, pipeline, available_now=True)
+        assert delta_logs(pipeline) == before
+
+        # Events keep flowing while the pipeline dies.
+        stop = threading.Event()
+        flowing: list[Delivered] = []
+        simulator = ShopSimulator(
+            62, START, faults=FaultRates.parse("all"), orders_topic=orders, payments_topic=payments
+        )
+        ensure_topics(pipeline.profile.kafka, pipeline.pipeline.sources)
+        producer = threading.Thread(
+            target=lambda: flowing.extend(
+                produce(
+                    pipeline.profile.kafka, simulator, rate=20.0, stop=stop, keep_deliveries=True
+                ).deliveries
+            )
+        )
+        producer.start()
+        try:
+            wait_until(
+                lambda: bronze_records(spark, pipeline).total() >= len(sent) + 60,
+                START_S,
+                "the live events to reach bronze",
+                poll_s=2.0,
+            )
+            victim = held_by_run(pipeline, run_1)
+            assert victim is not None
+            killed_at = time.monotonic()
+            for pid in process_tree(victim.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            first.wait(timeout=120)  # the op sees its process die, the run fails
+            assert dagster.instance.get_run_by_id(run_1).status == dg.DagsterRunStatus.FAILURE  # type: ignore[union-attr]
+            assert all(h is None for h in stream_holders(pipeline))
+
+            tick = dagster.tick(pipeline)
+            requested_at = time.monotonic()
+            [request] = tick.run_requests
+            reason = request.tags[RESTART_REASON_TAG]
+            assert f"continuous run {run_1} died" in reason and "restarting" in reason
+            assert request.run_key == f"after:{run_1}"
+            again = dagster.tick(pipeline, cursor=tick.cursor)  # before the restart is carried out
+            assert [r.run_key for r in again.run_requests] == [request.run_key]  # the daemon dedups
+            assert again.cursor == tick.cursor  # and no second alert
+
+            second = dagster.execute(dict(request.tags))
+            processes.append(second)
+            restarted_at = time.monotonic()
+            wait_until(
+                lambda: second.poll() is not None or the_started_run(dagster, run_ids) is not None,
+                START_S,
+                "the restarted run to start",
+            )
+            run_2 = the_started_run(dagster, run_ids)
+            assert run_2 is not None, dagster.log_tail()
+            assert dagster.instance.get_run_by_id(run_2).tags[RESTART_REASON_TAG] == reason  # type: ignore[union-attr]
+            wait_until(
+                lambda: second.poll() is not None or held_by_run(pipeline, run_2) is not None,
+                START_S,
+                "the restarted run to take the locks",
+            )
+            new_pid = held_by_run(pipeline, run_2).pid  # type: ignore[union-attr]
+            wait_until(
+                lambda: any(
+                    b.pid == new_pid and b.batch_id is not None
+                    for b in read_heartbeats(pipeline).values()
+                ),
+                START_S,
+                "the restarted run's first batch",
+            )
+            first_batch_at = time.monotonic()
+            assert "is healthy" in (dagster.tick(pipeline).skip_message or "")
+        finally:
+            stop.set()
+            producer.join(timeout=120)
+        sent += flowing
+        assert len(flowing) > 60
+
+        wait_until(
+            lambda: (
+                second.poll() is not None
+                or (
+                    bronze_records(spark, pipeline).total() == len(sent)
+                    and landed(spark, pipeline) == len(sent)
+                )
+            ),
+            START_S,
+            f"the restarted run to catch up with all {len(sent)} records",
+            poll_s=2.0,
+        )
+        assert second.poll() is None, dagster.log_tail()
+        stop_run(dagster, second, pipeline, run_2)
+        assert dagster.instance.get_run_by_id(run_2).status == dg.DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
+        print(
+            f"\nsupervision timings: kill -> run failed and restart requested "
+            f"{requested_at - killed_at:.1f} s; request -> restarted run launched "
+            f"{restarted_at - requested_at:.1f} s; restart -> first batch "
+            f"{first_batch_at - restarted_at:.1f} s; kill -> first batch "
+            f"{first_batch_at - killed_at:.1f} s"
+        )
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
+
+    assert_exact(spark, pipeline, sent)
+
+
+def test_a_pipeline_run_outside_dagster_is_only_observed(
+    pipeline: Settings, dagster: Dagster, tmp_path: Path
+) -> None:
+    produce_shop(pipeline, 50, seed=63)
+    with (tmp_path / "outside.log").open("wb") as out:
+        # The Pipes pipeline run by hand: no Pipes, no Dagster run, so its lock owner says so.
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestration.pipes_pipeline",
+                "--conf",
+                str(pipeline.conf_dir),
+                "--profile",
+                "local",
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: (
+                process.poll() is not None
+                or (
+                    all(h is not None for h in stream_holders(pipeline))
+                    and any(
+                        b.pid == process.pid and b.batch_id is not None
+                        for b in read_heartbeats(pipeline).values()
+                    )
+                )
+            ),
+            START_S,
+            "the pipeline outside Dagster to run a batch",
+        )
+        assert process.poll() is None, (tmp_path / "outside.log").read_text()[-3000:]
+        tick = dagster.tick(pipeline)
+        assert not tick.run_requests
+        assert "outside Dagster by headwater continuous pipeline outside Dagster" in (
+            tick.skip_message or ""
+        )
+        assert f"pid {process.pid}" in (tick.skip_message or "")
+        assert tick.asset_events, "it still observes the streams"
+        assert dagster.runs() == []
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=180) == 0, (tmp_path / "outside.log").read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+    # Stopped: nothing runs the streams, so the supervisor would start Dagster's own run.
+    [request] = dagster.tick(pipeline).run_requests
+    assert request.run_key == "start:first"
