@@ -60,7 +60,8 @@ def test_dagster_dev_gets_the_demo_conf_and_its_own_instance(tmp_path: Path) -> 
     port = free_port()
     settings = settings_with_ui(tmp_path, {"port": port})
     ui = DagsterUi.from_settings(settings)
-    assert ui.command[1:] == ["-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
+    dagster_dev = ui.command[ui.command.index(sys.executable) :]
+    assert dagster_dev[1:] == ["-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
     assert (ui.cwd / "pyproject.toml").is_file(), "run from the checkout: code location headwater"
     assert ui.env["DAGSTER_HOME"] == str(tmp_path / "state" / "dagster")
     assert ui.env["HEADWATER_CONF"] == str(tmp_path / "conf")
