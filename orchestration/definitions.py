@@ -7,8 +7,11 @@ import dagster as dg
 from orchestration.defs.bronze.assets import bronze_tables, kafka_topics
 from orchestration.defs.gold.assets import gold_assets
 from orchestration.defs.micro_batch.jobs import micro_batch_job, micro_batch_schedule
+from orchestration.defs.quality.checks import quality_checks, quality_jobs_and_schedules
+from orchestration.defs.replay.jobs import replay_job
 from orchestration.defs.resources import HeadwaterResource
 from orchestration.defs.silver.assets import silver_assets
+from orchestration.defs.streams import continuous_job, supervisor_sensor
 from streaming.config import load_settings
 
 
@@ -17,6 +20,7 @@ def defs() -> dg.Definitions:
     """Built when Dagster loads the code location, not at import: conf is read then."""
     resource = HeadwaterResource()
     settings = load_settings(resource.conf_dir, resource.profile)
+    quality_jobs, quality_schedules = quality_jobs_and_schedules(settings)
     return dg.Definitions(
         assets=[
             *kafka_topics(settings),
@@ -24,7 +28,14 @@ def defs() -> dg.Definitions:
             *silver_assets(settings),
             *gold_assets(settings),
         ],
-        jobs=[micro_batch_job(settings)],
-        schedules=[micro_batch_schedule(settings)],
+        asset_checks=quality_checks(settings),
+        jobs=[
+            micro_batch_job(settings),
+            continuous_job(settings),
+            replay_job(settings),
+            *quality_jobs,
+        ],
+        schedules=[micro_batch_schedule(settings), *quality_schedules],
+        sensors=[supervisor_sensor(settings)],
         resources={"headwater": resource},
     )

@@ -122,3 +122,18 @@ def pipeline(broker: Settings, tmp_path: Path, unique: str) -> Settings:
         kafka_port=port,
         controller_port=broker.profile.local_kafka.controller_port,
     )
+
+
+@pytest.fixture
+def shop(broker: Settings, tmp_path: Path, unique: str) -> Settings:
+    """Settings of the whole demo shop on the shared broker: orders, payments and customers
+    (CDC) topics of this test, and both gold tables."""
+    port = int(broker.profile.kafka.bootstrap_servers.rsplit(":", 1)[1])
+    topics = [f"t{unique}.orders", f"t{unique}.payments", f"t{unique}.customers"]
+    settings = write_conf(tmp_path, topics=topics, kafka_port=port)
+    gold = tmp_path / "conf" / "gold"
+    gold.mkdir()
+    for name in ("revenue_per_minute", "customer_orders"):
+        text = (REPO / "conf/gold" / f"{name}.yaml").read_text()
+        (gold / f"{name}.yaml").write_text(text)
+    return settings

@@ -49,7 +49,7 @@ class TableRunConfig(dg.Config):  # type: ignore[misc]
 def wants_rebuild(context: dg.AssetExecutionContext, config: TableRunConfig) -> bool:
     if config.mode != "auto":
         return config.mode == "rebuild"
-    if context.has_tag("dagster/backfill"):
+    if "dagster/backfill" in context.run.tags:
         return True
     if context.has_partition_key or context.has_partition_key_range:
         return today() not in context.partition_keys

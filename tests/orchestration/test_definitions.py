@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.unit
-def test_asset_graph_has_a_bronze_table_per_topic_of_conf() -> None:
+def test_asset_graph_has_every_table_of_conf_with_its_lineage() -> None:
     from orchestration.definitions import defs
 
     graph = defs().resolve_asset_graph()
@@ -32,7 +32,77 @@ def test_asset_graph_has_a_bronze_table_per_topic_of_conf() -> None:
         assert graph.get(table).kinds == {"spark", "delta"}
         assert graph.get(topic).group_name == "kafka" and graph.get(topic).kinds == {"kafka"}
         assert not graph.get(topic).is_materializable, "Kafka topics are external sources"
+        for layer in ("quarantine", "duplicates"):
+            key = dg.AssetKey([layer, source.table_name])
+            expected.add(key)
+            assert graph.get(key).parent_keys == {table}
+            assert graph.get(key).group_name == layer
+    # Written out, not derived: the demo shop's silver and gold tables and what they read.
+    silver = {
+        "orders": "shop_orders",
+        "payments": "shop_payments",
+        "customers": "shop_public_customers",
+        "customers_changes": "shop_public_customers",
+        "customers_history": "shop_public_customers",
+    }
+    for name, bronze in silver.items():
+        key = dg.AssetKey(["silver", name])
+        expected.add(key)
+        assert graph.get(key).parent_keys == {dg.AssetKey(["bronze", bronze])}
+        assert graph.get(key).group_name == "silver"
+        assert graph.get(key).owners == ["team:data-platform"]
+    gold = {
+        "revenue_per_minute": {dg.AssetKey(["silver", "orders"])},
+        "customer_orders": {
+            dg.AssetKey(["silver", "orders"]),
+            dg.AssetKey(["silver", "customers_changes"]),
+        },
+    }
+    for name, parents in gold.items():
+        key = dg.AssetKey(["gold", name])
+        expected.add(key)
+        assert graph.get(key).parent_keys == parents
+        assert graph.get(key).group_name == "gold"
+        assert graph.get(key).kinds == {"spark", "delta"}
     assert set(graph.get_all_asset_keys()) == expected
+    # Checks: contract/conf expectations (blocking) on silver and gold, reconciliation where
+    # records must add up, freshness on every bronze, silver and gold table.
+    specs = [graph.get_check_spec(k) for k in graph.asset_check_keys]
+    checks = {(c.asset_key, c.name): c for c in specs}
+    names = {(k.to_user_string(), n) for k, n in checks}
+    for table in (
+        "silver/orders",
+        "silver/payments",
+        "silver/customers",
+        "gold/revenue_per_minute",
+        "gold/customer_orders",
+    ):
+        assert (table, "expectations_error") in names
+        spec = checks[(dg.AssetKey(table.split("/")), "expectations_error")]
+        assert spec.blocking
+    for table in (
+        "silver/orders",
+        "silver/payments",
+        "silver/customers_changes",
+        "gold/revenue_per_minute",
+        "gold/customer_orders",
+    ):
+        assert (table, "reconciliation") in names
+    for key in expected:
+        if key.path[0] in ("bronze", "silver", "gold"):
+            assert (key.to_user_string(), "freshness") in names
+    assert {k for k, _ in checks} <= expected
+    # Rows that belong to a day are partitioned by day; state tables are not.
+    by_day = {k for k in expected if graph.get(k).partitions_def is not None}
+    assert by_day == {
+        dg.AssetKey(["silver", "orders"]),
+        dg.AssetKey(["silver", "payments"]),
+        dg.AssetKey(["quarantine", "shop_orders"]),
+        dg.AssetKey(["quarantine", "shop_payments"]),
+        dg.AssetKey(["duplicates", "shop_orders"]),
+        dg.AssetKey(["duplicates", "shop_payments"]),
+        dg.AssetKey(["gold", "revenue_per_minute"]),
+    }
 
 
 @pytest.mark.integration

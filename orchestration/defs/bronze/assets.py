@@ -45,6 +45,7 @@ def bronze_tables(settings: Settings) -> dg.AssetsDefinition:
             description=f"Every record of Kafka topic {s.topic}, as received, exactly once.",
             group_name=LAYER,
             kinds={"spark", "delta"},
+            owners=list(settings.pipeline.orchestration.owners),
             metadata={"path": settings.table_path(LAYER, s.table_name)},
         )
         for s in sources

@@ -54,7 +54,7 @@ def _gold_asset(settings: Settings, gold: GoldTable, table: Table) -> dg.AssetsD
                 settings,
                 available_now=True,
                 layers=[GOLD],
-                owner=f"dagster run {context.run_id}",
+                owner=f"dagster run {context.run.run_id}",
                 gold_tables=[gold.name],
             )
             metadata = {

@@ -12,7 +12,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from orchestration.defs.keys import table_key
-from orchestration.defs.partitions import day_partitions, today
+from orchestration.defs.partitions import today
 from streaming.catalog import pipeline_tables
 from streaming.config import Settings
 from streaming.locks import holder
@@ -26,7 +26,6 @@ def micro_batch_job(settings: Settings) -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         JOB,
         selection=dg.AssetSelection.assets(*[table_key(t) for t in pipeline_tables(settings)]),
-        partitions_def=day_partitions(settings),
         executor_def=dg.in_process_executor,
         tags={MODE_TAG: "micro_batch"},
         description="Catch every table up with availableNow streams (bronze -> silver -> gold, "

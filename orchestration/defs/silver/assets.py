@@ -88,7 +88,7 @@ def _topic_assets(settings: Settings, source: Source, tables: list[Table]) -> dg
                 [source.topic],
                 available_now=True,
                 layers=["silver"],
-                owner=f"dagster run {context.run_id}",
+                owner=f"dagster run {context.run.run_id}",
             )
         streamed = stream_metadata(spark, settings, query_name(source), since)
         for table in tables:
