@@ -213,10 +213,12 @@ class CdcBatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from delta.tables import DeltaTable
 
-        if batch.isEmpty():
-            return
         spark = batch.sparkSession
+        # The batch is read once, here (Spark counts every read in numInputRows).
         parsed = parse_changes(batch, self.contract).localCheckpoint(eager=True)
+        if parsed.isEmpty():
+            parsed.unpersist()
+            return
         try:
             bad = quarantine_rows(parsed.where(~F.col("_tombstone")))
             if not bad.isEmpty():

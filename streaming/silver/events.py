@@ -122,12 +122,14 @@ class EventBatchWriter:
         self.app_id = f"headwater-{SILVER}-{source.table_name}"
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        if batch.isEmpty():
-            return
         spark = batch.sparkSession
         # Computed once and cut from its lineage: the contract's rules make a large plan,
-        # which every later step would otherwise analyse again.
+        # which every later step would otherwise analyse again. The batch is read once, here
+        # (Spark counts every read of it in the progress's numInputRows).
         checked = self.compiled.apply(batch).localCheckpoint(eager=True)
+        if checked.isEmpty():
+            checked.unpersist()
+            return
         try:
             failed = checked.where(F.size(ERRORS) > 0).count()
             if failed < checked.count():

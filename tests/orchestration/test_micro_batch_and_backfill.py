@@ -169,7 +169,10 @@ def test_micro_batch_job_is_exact_and_a_backfill_rebuilds_the_same_tables_twice(
     assert rebuilt[dg.AssetKey(["silver", "orders"])]["mode"] == dg.MetadataValue.text("rebuild")
     assert rebuilt[dg.AssetKey(["silver", "orders"])]["rows_rebuilt"].value > 0
     after_first = delta_versions(spark, shop)
-    assert all(after_first[t] > versions[t] for t in versions), "every table was rewritten"
+    # Silver and gold were rewritten (quarantine and duplicates hold nothing of those ingest
+    # days: everything was ingested today).
+    rewritten = {t for t in versions if after_first[t] > versions[t]}
+    assert {t for t in versions if t.split(".")[0] in ("silver", "gold")} <= rewritten
     assert contents(spark, shop) == streamed
 
     print("backfill again", flush=True)
