@@ -236,8 +236,9 @@ def test_catalog_and_lineage_show_bronze_silver_and_gold(ui: Ui, browser: Browse
 
 
 def test_checks_tab_shows_the_recorded_check_result(ui: Ui, browser: BrowserContext) -> None:
-    if ui.check is None:
-        pytest.skip("the code location defines no asset check yet")
+    assert ui.check is not None, (
+        "the code location defines asset checks (orchestration/defs/quality)"
+    )
     asset = "/".join(ui.check.asset_key.path)
     page = _page(browser, f"{ui.url}/assets/{asset}?view=checks")
     expect(page.get_by_text(ui.check.name).first).to_be_visible()

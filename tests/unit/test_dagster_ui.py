@@ -111,7 +111,10 @@ def test_started_waited_for_and_stopped_with_its_whole_group(tmp_path: Path) -> 
 
 
 def test_a_process_that_ignores_sigterm_is_killed_after_the_deadline(tmp_path: Path) -> None:
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    # A child that ignores SIGTERM and waits for signals forever: only SIGKILL ends it.
+    stubborn = (
+        "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: signal.pause()"
+    )
     ui = DagsterUi(
         DagsterUiSettings(port=free_port()),
         tmp_path / "dagster",
