@@ -8,12 +8,13 @@ PY_STAMP := $(VENV)/.installed
 JARS_STAMP := infra/jars/.resolved
 BROWSER_STAMP := $(VENV)/.browser
 CHROMIUM := /usr/bin/chromium
+POSTGRES_STAMP := $(VENV)/.postgres
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit lint jars browser up down status clean
+.PHONY: setup demo test test-unit lint jars browser postgres up down status clean
 
-## setup: virtualenv with headwater and its pinned dependencies, plus the JVM jars
-setup: $(PY_STAMP) $(JARS_STAMP)
+## setup: virtualenv with headwater and its pinned dependencies, the JVM jars, PostgreSQL
+setup: $(PY_STAMP) $(JARS_STAMP) $(POSTGRES_STAMP)
 
 $(PY_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || \
@@ -44,6 +45,21 @@ $(BROWSER_STAMP): | $(PY_STAMP)
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	  else \
 	    echo "headwater: Chromium was not found at $(CHROMIUM): install it (as root: apt-get install --no-install-recommends chromium)"; exit 2; \
+	  fi; \
+	fi
+	touch $@
+
+## postgres: Debian's PostgreSQL server programs (initdb, pg_ctl) for the project's own
+## cluster, the source of change data capture (headwater up runs it under .headwater/)
+postgres: $(POSTGRES_STAMP)
+
+$(POSTGRES_STAMP): | $(PY_STAMP)
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "headwater: installing Debian's postgresql for the local source database"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	  else \
+	    echo "headwater: PostgreSQL's server programs were not found: install them (as root: apt-get install --no-install-recommends postgresql)"; exit 2; \
 	  fi; \
 	fi
 	touch $@

@@ -33,10 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser(
-        "up", help="start the local Kafka broker (idempotent) and create the topics"
+        "up",
+        help="start the profile's local services (Kafka; PostgreSQL and Kafka Connect with "
+        "Debezium when configured), create the topics, register the connectors; idempotent",
     )
-    commands.add_parser("down", help="stop the local Kafka broker")
-    commands.add_parser("status", help="is the local broker running and answering")
+    commands.add_parser("down", help="stop the local services `up` started")
+    commands.add_parser("status", help="is each local service running and answering")
     commands.add_parser(
         "check", help="check Java, the jars and that their versions agree with pyspark/delta-spark"
     )
@@ -153,33 +155,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _up(settings: Settings, _args: argparse.Namespace) -> int:
-    from streaming.kafka_client import ensure_topics
-    from streaming.services.kafka_broker import LocalKafka
+    from streaming.services.local import up
 
-    status, started = LocalKafka.from_settings(settings).up()
-    print(status.describe() + ("" if started else " (already running)"))
-    created = ensure_topics(settings.profile.kafka, settings.pipeline.sources)
-    if created:
-        print(f"kafka: created topics {', '.join(created)}")
+    for line in up(settings):
+        print(line)
     return 0
 
 
 def _down(settings: Settings, _args: argparse.Namespace) -> int:
-    from streaming.services.kafka_broker import LocalKafka
+    from streaming.services.local import down
 
-    print(
-        "kafka: stopped" if LocalKafka.from_settings(settings).down() else "kafka: was not running"
-    )
+    for line in down(settings):
+        print(line)
     return 0
 
 
 def _status(settings: Settings, _args: argparse.Namespace) -> int:
-    from streaming.services.kafka_broker import LocalKafka
+    from streaming.services.local import status
 
-    status = LocalKafka.from_settings(settings).status()
-    print(status.describe())
+    healthy, lines = status(settings)
+    for line in lines:
+        print(line)
     print(f"lake: {settings.table_path('', '').rstrip('/')}")
-    return 0 if status.answering else 1
+    return 0 if healthy else 1
 
 
 def _check(settings: Settings, _args: argparse.Namespace) -> int:

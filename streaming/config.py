@@ -322,6 +322,72 @@ class DagsterUiSettings(_Frozen):
     port: Annotated[int, Field(ge=1, le=65535)] = 3000
 
 
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"{value!r} is not a plain PostgreSQL name: use lower-case letters, digits and _"
+        )
+    return value
+
+
+class PostgresSettings(_Frozen):
+    """The source database: Debezium reads its WAL, the demo generator writes to it. Any
+    PostgreSQL >= 10 with wal_level=logical; `local_postgres` runs one on this machine."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5433
+    database: str = "shop"
+    user: str = Field("headwater", description="owns the demo tables; the generator writes as it")
+    password_env: str | None = Field(
+        None, description="env var with the user's password (the local cluster generates one)"
+    )
+    replication_user: str = Field("debezium", description="the connector's login: REPLICATION")
+    replication_password_env: str | None = None
+    publication: str = "headwater_shop"
+    slot: str = "headwater_shop"
+    tables: list[str] = Field(default_factory=lambda: ["public.customers"], min_length=1)
+
+    _names = field_validator("database", "user", "replication_user", "publication", "slot")(
+        _identifier
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _qualified(cls, tables: list[str]) -> list[str]:
+        for table in tables:
+            parts = table.split(".")
+            if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
+                raise ValueError(f"write table {table!r} as schema.table, e.g. public.customers")
+        return tables
+
+
+class LocalPostgresSettings(_Frozen):
+    """The project-owned PostgreSQL cluster that `headwater up` runs on 127.0.0.1 from Debian's
+    packages: initdb under <state_dir>/postgres, the port of the `postgres` block."""
+
+    bin_dir: str | None = Field(
+        None, description="PostgreSQL's server programs; default: newest /usr/lib/postgresql/*/bin"
+    )
+    schema_file: str = Field("infra/postgres/shop.sql", description="the demo tables, idempotent")
+
+
+class KafkaConnectSettings(_Frozen):
+    """Kafka Connect with Debezium. Without `rest_url`, `headwater up` runs a worker on
+    127.0.0.1:port (distributed mode: configs, offsets and status in Kafka topics, so a
+    restart resumes); with it, headwater only registers the connectors with that cluster."""
+
+    rest_url: str | None = Field(None, description="an existing Connect cluster's REST URL")
+    port: Annotated[int, Field(ge=1, le=65535)] = 8083
+    heap: str = "512m"
+    jars_dir: str = "infra/jars/connect"
+    plugins_dir: str = "infra/jars/connect-plugins"
+    config_dir: str = Field("infra/connect", description="worker properties template, log4j2")
+    group_id: str = "headwater-connect"
+
+
 class Profile(_Frozen):
     state_dir: str = ".headwater"
     spark: SparkSettings = SparkSettings()
@@ -329,6 +395,25 @@ class Profile(_Frozen):
     lake: LakeSettings
     local_kafka: LocalKafkaSettings | None = None
     dagster_ui: DagsterUiSettings = DagsterUiSettings()
+    postgres: PostgresSettings | None = None
+    local_postgres: LocalPostgresSettings | None = None
+    kafka_connect: KafkaConnectSettings | None = None
+
+    @model_validator(mode="after")
+    def _local_postgres_is_local(self) -> Profile:
+        if self.local_postgres is not None:
+            if self.postgres is None:
+                raise ValueError(
+                    "local_postgres needs a 'postgres' block (its port, database and users)"
+                )
+            if self.postgres.host not in ("127.0.0.1", "localhost"):
+                raise ValueError(
+                    f"local_postgres runs on 127.0.0.1, but postgres.host is "
+                    f"{self.postgres.host}: drop local_postgres to use that server"
+                )
+        if self.kafka_connect is not None and self.postgres is None:
+            raise ValueError("kafka_connect needs a 'postgres' block: the database Debezium reads")
+        return self
 
 
 # --- everything together -------------------------------------------------------------------

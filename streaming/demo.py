@@ -7,24 +7,33 @@ streams, Spark, the Dagster UI, and the broker if it was not already running.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
 from streaming.generator.customers import CustomerChanges
+from streaming.generator.customers_db import (
+    CustomerWorkload,
+    WorkloadReport,
+    existing_customers,
+    run_workload,
+)
 from streaming.generator.producer import GenerationReport, produce
 from streaming.generator.shop import FaultRates, Record, ShopSimulator
 from streaming.jobs.common import stop_on_signals
 from streaming.kafka_client import ensure_topics
 from streaming.services.dagster_ui import DagsterUi
 from streaming.services.kafka_broker import LocalKafka
+from streaming.services.kafka_connect import ConnectRest, LocalConnect, apply_connectors
+from streaming.services.postgres import LocalPostgres
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -68,12 +77,19 @@ def run_demo(
     print(status.describe() + (" (started by the demo)" if started_broker else ""), file=out)
     generator_error: list[BaseException] = []
     ui_error: list[HeadwaterError] = []
-    reports: dict[str, GenerationReport] = {}
+    reports: dict[str, GenerationReport | WorkloadReport] = {}
+    locks = contextlib.ExitStack()
+    stop_services: list[Callable[[], object]] = []
     try:
+        ensure_topics(settings.profile.kafka, settings.pipeline.sources)
+        capture = _start_change_capture(settings, out, stop_services)
+        # The demo's streams are taken before the UI starts: its supervisor sensor then sees a
+        # pipeline run outside Dagster and only observes it, instead of starting a second one.
+        every_stream = stream_ids(settings, settings.pipeline.sources, LAYERS)
+        locks.enter_context(stream_locks(settings, every_stream, "headwater demo"))
         if dagster_ui is not None:
             # It starts while Spark does (both take a while) and is waited for in the background.
             _start_ui(dagster_ui, stop, ui_error, demo_started, out)
-        ensure_topics(settings.profile.kafka, settings.pipeline.sources)
         spark = build_spark_session(settings)
         stop_on_signals(stop)
         print(
@@ -82,20 +98,34 @@ def run_demo(
         )
         seed = secrets.randbits(32)
         now = datetime.now(UTC)
-        feeds: list[tuple[str, Iterable[Record], float]] = [
-            ("shop", ShopSimulator(seed, now, rate=rate, faults=faults), rate)
+        shop: Iterable[Record] = ShopSimulator(seed, now, rate=rate, faults=faults)
+        feeds: list[tuple[str, Callable[[], GenerationReport | WorkloadReport]]] = [
+            ("shop", lambda: produce(settings.profile.kafka, shop, rate=rate, stop=stop))
         ]
         cdc = [s for s in settings.pipeline.sources if s.kind == "cdc"]
-        if cdc:
-            # Until Debezium runs, customer changes come from the generator (a tenth of the rate).
-            changes = CustomerChanges(
-                seed, now, rate=max(rate / 10, 1), faults=faults, topic=cdc[0].topic
+        cdc_rate = max(rate / 10, 1)  # customers change a tenth as often as orders arrive
+        if cdc and capture:
+            # Customers change in PostgreSQL; Debezium brings every commit to Kafka.
+            workload = CustomerWorkload(seed, existing_customers(settings))
+            feeds.append(
+                (
+                    "customers in postgres",
+                    lambda: run_workload(settings, workload, rate=cdc_rate, stop=stop),
+                )
             )
-            feeds.append(("customers", changes, max(rate / 10, 1)))
+        elif cdc:
+            # No database configured: the generator writes Debezium's envelope itself.
+            changes = CustomerChanges(seed, now, rate=cdc_rate, faults=faults, topic=cdc[0].topic)
+            feeds.append(
+                (
+                    "customers",
+                    lambda: produce(settings.profile.kafka, changes, rate=cdc_rate, stop=stop),
+                )
+            )
 
-        def generate(name: str, records: Iterable[Record], feed_rate: float) -> None:
+        def generate(name: str, feed: Callable[[], GenerationReport | WorkloadReport]) -> None:
             try:
-                reports[name] = produce(settings.profile.kafka, records, rate=feed_rate, stop=stop)
+                reports[name] = feed()
             except BaseException as exc:  # reported by the main thread
                 generator_error.append(exc)
                 stop.set()
@@ -111,18 +141,15 @@ def run_demo(
         started = time.monotonic()
         ends = started + seconds if seconds else None
         try:
-            every_stream = stream_ids(settings, settings.pipeline.sources, LAYERS)
-            with (
-                stream_locks(settings, every_stream, "headwater demo"),
-                ProgressRecorder(spark, settings) as recorder,
-            ):
+            with ProgressRecorder(spark, settings) as recorder:
                 queries = start_streams(
                     spark, settings, settings.pipeline.sources, available_now=False
                 )
                 print(
-                    f"demo: generating ~{sum(f[2] for f in feeds):g} records/s (seed {seed}) into "
-                    f"{', '.join(s.topic for s in settings.pipeline.sources)}; "
-                    f"tables under {settings.table_path('', '').rstrip('/')}/"
+                    f"demo: generating ~{rate + (cdc_rate if cdc else 0):g} records/s "
+                    f"(seed {seed}) into {', '.join(s.topic for s in settings.pipeline.sources)}"
+                    + (" (customers: changes in PostgreSQL, via Debezium)" if capture else "")
+                    + f"; tables under {settings.table_path('', '').rstrip('/')}/"
                     + (f"; stops after {seconds:g} s" if seconds else "; Ctrl-C stops everything"),
                     file=out,
                 )
@@ -157,6 +184,9 @@ def run_demo(
         if dagster_ui is not None:
             dagster_ui.stop()
             print("dagster: UI stopped", file=out)
+        locks.close()  # after the UI: its supervisor must not see the streams free
+        for stop_service in reversed(stop_services):
+            print(stop_service(), file=out)
         if started_broker:
             broker.down()
             print("kafka: stopped (the demo started it)", file=out)
@@ -174,6 +204,39 @@ def run_demo(
     for table, count in rows.items():
         print(f"{table}: {count:,} rows", file=out)
     return rows
+
+
+def _start_change_capture(
+    settings: Settings, out: IO[str], stop_services: list[Callable[[], object]]
+) -> bool:
+    """PostgreSQL and Kafka Connect with Debezium, when the profile configures them; what
+    this call started is stopped by `stop_services` at the end. Returns whether customer
+    changes come from the database."""
+    profile = settings.profile
+    if profile.postgres is None or profile.kafka_connect is None:
+        return False
+    if profile.local_postgres is not None:
+        database = LocalPostgres(settings)
+        pg_status, started = database.up()
+        print(pg_status.describe() + (" (started by the demo)" if started else ""), file=out)
+        if started:
+            stop_services.append(
+                lambda: "postgres: stopped (the demo started it)" if database.down() else ""
+            )
+    if profile.kafka_connect.rest_url:
+        statuses = apply_connectors(settings, ConnectRest(profile.kafka_connect.rest_url), None)
+    else:
+        worker = LocalConnect(settings)
+        connect_status, started = worker.up()
+        print(connect_status.describe() + (" (started by the demo)" if started else ""), file=out)
+        if started:
+            stop_services.append(
+                lambda: "connect: stopped (the demo started it)" if worker.down() else ""
+            )
+        statuses = worker.apply_connectors()
+    for connector in statuses:
+        print(connector.describe(), file=out)
+    return True
 
 
 def _start_ui(

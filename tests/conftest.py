@@ -3,7 +3,11 @@ gets its own conf directory, topics and lake paths, so tests never share state."
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import socket
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +37,10 @@ def write_conf(
     controller_port: int = 9093,
     pipeline: dict[str, Any] | None = None,
     spark: dict[str, Any] | None = None,
+    profile: dict[str, Any] | None = None,
 ) -> Settings:
-    """A complete conf/ under `root` (absolute paths to the repo's jars and infra), loaded."""
+    """A complete conf/ under `root` (absolute paths to the repo's jars and infra), loaded;
+    `profile` adds or replaces top-level blocks of the profile."""
     conf = root / "conf"
     (conf / "profiles").mkdir(parents=True, exist_ok=True)
     sources = []
@@ -51,7 +57,7 @@ def write_conf(
             sources.append({"topic": topic, "partitions": 3, "kind": kind})
         else:
             sources.append({"topic": topic, "partitions": 3, "silver": False})
-    pipeline_doc: dict[str, Any] = {"sources": sources, "progress": {"flush_interval_seconds": 1}}
+    pipeline_doc: dict[str, Any] = {"sources": sources}
     pipeline_doc.update(pipeline or {})
     profile_doc = {
         "state_dir": str(root / "state"),
@@ -76,6 +82,7 @@ def write_conf(
         },
         "lake": {"root": str(root / "lake"), "checkpoints": str(root / "checkpoints")},
     }
+    profile_doc.update(profile or {})
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(pipeline_doc))
     (conf / "profiles" / "local.yaml").write_text(yaml.safe_dump(profile_doc))
     return load_settings(conf, "local", environ={})
@@ -137,3 +144,123 @@ def shop(broker: Settings, tmp_path: Path, unique: str) -> Settings:
         text = (REPO / "conf/gold" / f"{name}.yaml").read_text()
         (gold / f"{name}.yaml").write_text(text)
     return settings
+
+
+# --- change data capture: one PostgreSQL cluster and one Kafka Connect worker per session ---
+
+PG_PASSWORD_ENV = "HEADWATER_TEST_PG_PASSWORD"
+PG_REPLICATION_PASSWORD_ENV = "HEADWATER_TEST_PG_REPLICATION_PASSWORD"
+
+
+def connect_block(port: int) -> dict[str, Any]:
+    return {
+        "port": port,
+        "heap": "384m",
+        "jars_dir": str(REPO / "infra/jars/connect"),
+        "plugins_dir": str(REPO / "infra/jars/connect-plugins"),
+        "config_dir": str(REPO / "infra/connect"),
+    }
+
+
+@pytest.fixture(scope="session")
+def cdc_services(broker: Settings) -> Iterator[Settings]:
+    """A project-owned PostgreSQL cluster, started by headwater's own service manager on a
+    free loopback port; yields its settings. The cluster's passwords are exported for the
+    tests' own profiles (postgres.*password_env)."""
+    from streaming.services.postgres import LocalPostgres, password
+
+    # Outside pytest's private temp folder: the server runs as the `postgres` user when the
+    # tests run as root, and must reach its data directory.
+    root = Path(tempfile.mkdtemp(prefix="headwater-cdc-"))
+    root.chmod(0o711)
+    port = int(broker.profile.kafka.bootstrap_servers.rsplit(":", 1)[1])
+    settings = write_conf(
+        root,
+        kafka_port=port,
+        profile={
+            "postgres": {"port": free_port()},
+            "local_postgres": {"schema_file": str(REPO / "infra/postgres/shop.sql")},
+        },
+    )
+    database = LocalPostgres(settings)
+    with pytest.MonkeyPatch.context() as env:
+        try:
+            database.up()
+            env.setenv(PG_PASSWORD_ENV, password(settings, "user"))
+            env.setenv(PG_REPLICATION_PASSWORD_ENV, password(settings, "replication"))
+            yield settings
+        finally:
+            database.down()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cdc_shop(cdc_services: Settings, tmp_path: Path, unique: str) -> Iterator[Settings]:
+    """The demo shop of this test, its customers captured by Debezium: its own database
+    (t<unique>, the demo tables, a publication and slot of its own) on the session's cluster,
+    a Connect worker of its own to start (own port and group), and a connector
+    `t<unique>-postgres` writing topic t<unique>.public.customers."""
+    from streaming.services.postgres import connect, create_database, prepare_tables
+
+    assert cdc_services.profile.postgres is not None
+    port = int(cdc_services.profile.kafka.bootstrap_servers.rsplit(":", 1)[1])
+    topics = [f"t{unique}.orders", f"t{unique}.payments", f"t{unique}.public.customers"]
+    settings = write_conf(
+        tmp_path,
+        topics=topics,
+        kafka_port=port,
+        profile={
+            "postgres": {
+                "port": cdc_services.profile.postgres.port,
+                "database": f"t{unique}",
+                "password_env": PG_PASSWORD_ENV,
+                "replication_password_env": PG_REPLICATION_PASSWORD_ENV,
+                "publication": f"t{unique}",
+                "slot": f"t{unique}",
+            },
+            "kafka_connect": {**connect_block(free_port()), "group_id": f"t{unique}-connect"},
+        },
+    )
+    gold = tmp_path / "conf" / "gold"
+    gold.mkdir()
+    for name in ("revenue_per_minute", "customer_orders"):
+        (gold / f"{name}.yaml").write_text((REPO / "conf/gold" / f"{name}.yaml").read_text())
+    connectors = tmp_path / "conf" / "connectors"
+    connectors.mkdir()
+    connector = yaml.safe_load((REPO / "conf/connectors/shop-postgres.yaml").read_text())
+    connector["name"] = f"t{unique}-postgres"
+    connector["config"]["topic.prefix"] = f"t{unique}"
+    (connectors / "shop-postgres.yaml").write_text(yaml.safe_dump(connector))
+    assert settings.profile.postgres is not None
+    with connect(cdc_services, "superuser", database="postgres") as admin:
+        admin.autocommit = True
+        create_database(admin, settings.profile.postgres)
+    prepare_tables(settings, REPO / "infra/postgres/shop.sql")
+    yield settings
+    forget_connector(cdc_services, settings, f"t{unique}-postgres")
+
+
+def forget_connector(services: Settings, settings: Settings, name: str) -> None:
+    """Delete the test's connector (when its worker still runs) and its replication slot (a
+    slot left behind keeps WAL)."""
+    from streaming.errors import ServiceError
+    from streaming.services.kafka_connect import ConnectRest, rest_url
+    from streaming.services.postgres import connect
+
+    with contextlib.suppress(ServiceError):
+        ConnectRest(rest_url(settings)).call("DELETE", f"/connectors/{name}")
+    assert settings.profile.postgres is not None
+    slot = settings.profile.postgres.slot
+    give_up = time.monotonic() + 60
+    with connect(services, "superuser", database="postgres") as admin:
+        admin.autocommit = True
+        while time.monotonic() < give_up:
+            active = admin.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot]
+            ).fetchone()
+            if active is None:
+                return
+            if not active[0]:
+                admin.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+                return
+            time.sleep(0.5)

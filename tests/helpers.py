@@ -53,14 +53,6 @@ def expected_records(
     return Counter((d.topic, d.partition, d.offset, d.key, d.value) for d in sent)
 
 
-def bronze_count(spark: SparkSession, settings: Settings) -> int:
-    tables = [
-        read_delta(spark, settings.table_path(LAYER, s.table_name))
-        for s in settings.pipeline.sources
-    ]
-    return sum(t.count() for t in tables if t is not None)
-
-
 def wait_until(
     condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.5
 ) -> None:

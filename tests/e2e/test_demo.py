@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 from pyspark.sql import SparkSession
@@ -139,6 +140,20 @@ def test_ctrl_c_stops_everything_the_demo_started(spark: SparkSession, tmp_path:
         )
         dagster_log = settings.state_dir / "dagster" / "dagster-dev.log"
         assert "Serving dagster-webserver" in dagster_log.read_text()
+        # The demo runs the streams itself: the UI's supervisor observes them and starts no
+        # continuous run of its own.
+        observed = "Sensor headwater_continuous_supervisor skipped: the pipeline is run outside"
+        wait_until(
+            lambda: observed in dagster_log.read_text(),
+            120,
+            "the supervisor sensor's first tick",
+        )
+        assert "headwater demo" in dagster_log.read_text().split(observed, 1)[1].split("\n")[0]
+        instance = dg.DagsterInstance.from_config(str(settings.state_dir / "dagster"))
+        try:
+            assert instance.get_runs() == [], "the demo's Dagster started no run"
+        finally:
+            instance.dispose()
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     assert process.wait(timeout=180) == 0, log.read_text()[-4000:]

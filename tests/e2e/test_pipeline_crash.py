@@ -1,5 +1,10 @@
 """SIGKILL the whole pipeline (every layer in one Spark application) at random moments while
-events and changes flow; after a restart every table is exactly what the oracle says."""
+events and changes flow; after a restart every table, bronze included, is exactly what the
+oracle says: nothing missing, nothing doubled.
+
+The producers send a bounded number of records at a steady rate (so the test's cost does not
+grow with how slowly the machine restarts Spark); each kill comes a random number of silver
+rows into a run, or after the run's first new rows once the producers are done."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,20 +26,30 @@ from streaming.generator.producer import Delivered, produce
 from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
 from streaming.runner import run_streams
-from streaming.tables import read_table
+from streaming.tables import read_delta, read_table
 from tests.e2e.test_pipeline_exact import actual_gold, expected_gold
-from tests.helpers import START, wait_until
+from tests.helpers import START, bronze_records, expected_records, wait_until
 from tests.integration.test_silver_events import coordinates, oracle
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-KILLS = 3
+KILLS = 2
+EVENTS, EVENTS_PER_S = 900, 10.0
+CHANGES, CHANGES_PER_S = 180, 2.0
 
 
 def silver_rows(spark: SparkSession, settings: Settings) -> int:
     total = 0
     for name in ("silver.orders", "silver.payments", "silver.customers_changes"):
         table = read_table(spark, settings, name)
+        total += table.count() if table is not None else 0
+    return total
+
+
+def bronze_rows(spark: SparkSession, settings: Settings) -> int:
+    total = 0
+    for source in settings.pipeline.sources:
+        table = read_delta(spark, settings.table_path("bronze", source.table_name))
         total += table.count() if table is not None else 0
     return total
 
@@ -57,7 +73,8 @@ def test_sigkill_of_the_pipeline_changes_no_result(
                 payments_topic=payments,
             ),
             events,
-            60.0,
+            EVENTS,
+            EVENTS_PER_S,
         ),
         (
             CustomerChanges(
@@ -68,14 +85,20 @@ def test_sigkill_of_the_pipeline_changes_no_result(
                 topic=customers,
             ),
             changes,
-            10.0,
+            CHANGES,
+            CHANGES_PER_S,
         ),
     ]
     producers = [
         threading.Thread(
             target=lambda f=feed: f[1].extend(
                 produce(
-                    shop.profile.kafka, f[0], rate=f[2], stop=stop, keep_deliveries=True
+                    shop.profile.kafka,
+                    f[0],
+                    count=f[2],
+                    rate=f[3],
+                    stop=stop,
+                    keep_deliveries=True,
                 ).deliveries
             )
         )
@@ -86,7 +109,10 @@ def test_sigkill_of_the_pipeline_changes_no_result(
     log = tmp_path / "pipeline.log"
     try:
         for kill in range(KILLS):
-            before = silver_rows(spark, shop)
+            # The first kill comes while bronze writes (silver may not have started), the
+            # last once silver has written: together they hit every layer's start and batches.
+            layer_rows = bronze_rows if kill < KILLS - 1 else silver_rows
+            before = layer_rows(spark, shop)
             with log.open("ab") as out:
                 process = subprocess.Popen(
                     [
@@ -103,14 +129,25 @@ def test_sigkill_of_the_pipeline_changes_no_result(
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            target = before + rng.randint(50, 400)
+            target = before + rng.randint(1, 300)
+
+            def kill_now(
+                p: subprocess.Popen[bytes] = process,
+                t: int = target,
+                b: int = before,
+                rows_of: Callable[[SparkSession, Settings], int] = layer_rows,
+            ) -> bool:
+                if p.poll() is not None:
+                    return True
+                rows = rows_of(spark, shop)
+                producing = any(thread.is_alive() for thread in producers)
+                return rows >= t or (not producing and rows > b)
+
             try:
                 wait_until(
-                    lambda p=process, t=target: (
-                        p.poll() is not None or silver_rows(spark, shop) >= t
-                    ),
+                    kill_now,
                     300,
-                    f"silver to pass {target} rows (kill {kill + 1})",
+                    f"{layer_rows.__name__} to pass {target} (kill {kill + 1})",
                     poll_s=2.0,
                 )
                 assert process.poll() is None, log.read_text()[-3000:]
@@ -124,6 +161,11 @@ def test_sigkill_of_the_pipeline_changes_no_result(
 
     run_streams(spark, shop, available_now=True)  # the restart, caught up
 
+    found = bronze_records(spark, shop)
+    expected = expected_records(events + changes)
+    assert not expected - found, f"{(expected - found).total()} records missing from bronze"
+    assert not {k: n for k, n in found.items() if n > 1}, "records doubled in bronze"
+    assert found == expected
     expected_silver, expected_quarantine, expected_duplicates = oracle(events, orders)
     silver = coordinates(spark, shop.table_path("silver", "orders"), "event_id")
     silver += coordinates(spark, shop.table_path("silver", "payments"), "event_id")

@@ -96,7 +96,7 @@ def actual_gold(spark: SparkSession, settings: Settings) -> tuple[dict[Any, Any]
 
 def test_every_layer_is_exact_with_every_fault(spark: SparkSession, shop: Settings) -> None:
     orders = shop.pipeline.sources[0].topic
-    events = produce_shop(shop, 2000, seed=41, faults="all")
+    events = produce_shop(shop, 1200, seed=41, faults="all")
     database = CustomerChanges(
         41,
         START,
@@ -104,13 +104,13 @@ def test_every_layer_is_exact_with_every_fault(spark: SparkSession, shop: Settin
         initial=200,
         topic=shop.pipeline.sources[2].topic,
     )
-    changes = send_changes(shop, database, 600)
+    changes = send_changes(shop, database, 400)
     run_streams(spark, shop, available_now=True)
     assert actual_gold(spark, shop) == expected_gold(events, changes, orders)
 
     # Later: late and out-of-order events, customers changing country or leaving.
-    events += produce_shop(shop, 800, seed=42, faults="late=0.3,out_of_order=0.2,duplicates=0.1")
-    changes += send_changes(shop, database, 400)  # the same database, later
+    events += produce_shop(shop, 500, seed=42, faults="late=0.3,out_of_order=0.2,duplicates=0.1")
+    changes += send_changes(shop, database, 250)  # the same database, later
     run_streams(spark, shop, available_now=True)
     revenue, customers = actual_gold(spark, shop)
     expected_revenue, expected_customers = expected_gold(events, changes, orders)

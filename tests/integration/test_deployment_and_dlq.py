@@ -41,7 +41,7 @@ def test_application_per_layer_gives_the_same_exact_tables(
     settings = settings_with(
         broker, tmp_path, unique, {"deployment": {"mode": "application_per_layer"}}
     )
-    sent = produce_shop(settings, 500, seed=61, faults="all")
+    sent = produce_shop(settings, 200, seed=61, faults="all")
     assert main(["--conf", str(settings.conf_dir), "run", "--available-now"]) == 0
     expected_silver, _, _ = oracle(sent, settings.pipeline.sources[0].topic)
     silver = coordinates(spark, settings.table_path("silver", "orders"), "event_id")

@@ -64,7 +64,7 @@ def send_days(settings: Settings) -> list[Delivered]:
             payments_topic=payments,
         )
         sent += produce(
-            settings.profile.kafka, simulator, count=300, keep_deliveries=True
+            settings.profile.kafka, simulator, count=150, keep_deliveries=True
         ).deliveries
     return sent
 
@@ -127,7 +127,7 @@ def test_micro_batch_job_is_exact_and_a_backfill_rebuilds_the_same_tables_twice(
         initial=40,
         topic=shop.pipeline.sources[2].topic,
     )
-    changes = send_changes(shop, database, 120)
+    changes = send_changes(shop, database, 80)
 
     print("produced; micro-batch run", flush=True)
     run = definitions(shop).resolve_job_def(JOB).execute_in_process(partition_key=today())

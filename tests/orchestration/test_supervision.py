@@ -226,7 +226,7 @@ def test_a_killed_continuous_run_is_restarted_once_and_nothing_is_lost_or_double
     spark: SparkSession, pipeline: Settings, dagster: Dagster
 ) -> None:
     orders, payments = (s.topic for s in pipeline.pipeline.sources)
-    sent: list[Delivered] = produce_shop(pipeline, 400, seed=61, faults="all")
+    sent: list[Delivered] = produce_shop(pipeline, 200, seed=61, faults="all")
     first = dagster.execute({"headwater/mode": "continuous"})
     processes = [first]
     try:
@@ -249,7 +249,7 @@ def test_a_killed_continuous_run_is_restarted_once_and_nothing_is_lost_or_double
                 )
             ),
             START_S,
-            "the continuous run to catch up with the first 400 records",
+            "the continuous run to catch up with the first 200 records",
             poll_s=2.0,
         )
         assert first.poll() is None, dagster.log_tail()

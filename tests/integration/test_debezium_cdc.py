@@ -1,0 +1,218 @@
+"""Real change data capture: PostgreSQL (a project-owned cluster) -> Debezium's connector in a
+Kafka Connect worker -> Kafka -> bronze -> silver, with the worker and the Spark pipeline
+SIGKILLed mid-stream. At rest, silver.customers equals the table row for row, and
+silver.customers_history holds one version per snapshot row and committed change."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from pyspark.sql import SparkSession
+
+from streaming.config import Settings
+from streaming.generator.customers_db import (
+    Change,
+    CustomerWorkload,
+    WorkloadReport,
+    existing_customers,
+    run_workload,
+)
+from streaming.kafka_client import client_config, end_offsets, ensure_topics
+from streaming.runner import run_streams
+from streaming.services.kafka_connect import (
+    LocalConnect,
+    connector_files,
+    connector_name,
+    wait_until_running,
+)
+from streaming.services.postgres import connect
+from streaming.tables import read_table
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+Row = tuple[Any, ...]
+
+
+def records_in(settings: Settings, topic: str) -> int:
+    return sum(end_offsets(settings.profile.kafka, topic).values())
+
+
+def expected_records(snapshot: int, changes: list[Change]) -> int:
+    """What Debezium writes: a read per snapshot row, a record per change, a tombstone after
+    each delete."""
+    return snapshot + len(changes) + sum(1 for c in changes if c.op == "d")
+
+
+def _instant(value: datetime) -> float:
+    return value.timestamp()  # naive (Spark's collect): local time, like Python's own
+
+
+def database_rows(settings: Settings) -> dict[str, Row]:
+    with connect(settings) as db:
+        rows = db.execute(
+            "SELECT customer_id, name, email, country, segment, updated_at FROM public.customers"
+        ).fetchall()
+    return {r[0]: (*r[1:5], _instant(r[5])) for r in rows}
+
+
+def silver_rows(spark: SparkSession, settings: Settings) -> dict[str, Row]:
+    table = read_table(spark, settings, "silver.customers")
+    assert table is not None
+    rows = table.select("customer_id", "name", "email", "country", "segment", "updated_at")
+    return {r[0]: (*r[1:5], _instant(r[5])) for r in rows.collect()}
+
+
+def history_versions(spark: SparkSession, settings: Settings) -> Counter[str]:
+    table = read_table(spark, settings, "silver.customers_history")
+    assert table is not None
+    return Counter(r.customer_id for r in table.select("customer_id").collect())
+
+
+def expected_versions(snapshot: list[str], changes: list[Change]) -> Counter[str]:
+    """One version per snapshot row and per insert or update; a delete adds none."""
+    versions = Counter(snapshot)
+    versions.update(c.customer_id for c in changes if c.op != "d")
+    return versions
+
+
+def keys_in(settings: Settings, topic: str) -> set[str]:
+    """Every record key of `topic` (Debezium's {"customer_id": ...}), read from the start."""
+    consumer = Consumer(
+        {
+            **client_config(settings.profile.kafka),
+            "group.id": f"keys-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    ends = end_offsets(settings.profile.kafka, topic)
+    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+    found: set[str] = set()
+    read = dict.fromkeys(ends, 0)
+    give_up = time.monotonic() + 60
+    try:
+        while any(read[p] < ends[p] for p in ends) and time.monotonic() < give_up:
+            for message in consumer.consume(num_messages=1000, timeout=1.0):
+                partition, offset, key = message.partition(), message.offset(), message.key()
+                if message.error() is None and partition is not None and offset is not None:
+                    read[partition] = offset + 1
+                    if key is not None:
+                        found.add(json.loads(key)["customer_id"])
+    finally:
+        consumer.close()
+    return found
+
+
+def pipeline_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streaming.cli",
+                "--conf",
+                str(settings.conf_dir),
+                "stream",
+                "all",
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def test_postgres_changes_reach_silver_exactly_through_debezium_across_sigkills(
+    spark: SparkSession, cdc_shop: Settings, unique: str, tmp_path: Path
+) -> None:
+    settings = cdc_shop
+    topic = settings.pipeline.sources[2].topic
+    ensure_topics(settings.profile.kafka, settings.pipeline.sources)
+    # Rows that exist before the connector starts: they arrive as snapshot reads (op=r).
+    run_workload(settings, CustomerWorkload(41, delete_share=0.0), count=150)
+    snapshot = existing_customers(settings)
+    assert len(snapshot) > 50
+    worker = LocalConnect(settings)
+    worker.up()
+    try:
+        worker.apply_connectors()
+        wait_until(lambda: records_in(settings, topic) >= len(snapshot), 120, "the snapshot")
+        # Thousands of inserts, updates and deletes, one to four per transaction, while
+        # Connect and the pipeline are killed.
+        report: list[WorkloadReport] = []
+        changing = threading.Thread(
+            target=lambda: report.append(
+                run_workload(settings, CustomerWorkload(42, snapshot), count=2000, rate=80.0)
+            )
+        )
+        changing.start()
+        process = pipeline_process(settings, tmp_path / "pipeline.log")
+        try:
+            # Connect dies mid-stream; a new worker resumes from the committed WAL position.
+            wait_until(
+                lambda: records_in(settings, topic) >= len(snapshot) + 300, 120, "changes flowing"
+            )
+            os.kill(worker.status().pid or 0, signal.SIGKILL)
+            wait_until(lambda: not worker.status().running, 30, "the worker to die")
+            worker.up()
+            wait_until_running(worker.rest, connector_name(connector_files(settings)[0]), 120)
+            # The pipeline dies mid-stream once silver has applied changes.
+            wait_until(
+                lambda: process.poll() is not None or silver_count(spark, settings) > 0,
+                300,
+                "silver.customers rows",
+                poll_s=2.0,
+            )
+            assert process.poll() is None, (tmp_path / "pipeline.log").read_text()[-3000:]
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+            changing.join(timeout=300)
+        [done] = report
+        assert done.transactions > 500
+        assert {c.op for c in done.changes} == {"c", "u", "d"}
+        # The last commit in Kafka means every earlier one is (Debezium keeps commit order).
+        with connect(settings) as db:
+            db.execute(
+                "INSERT INTO public.customers (customer_id, name) VALUES (%s, 'last')",
+                [f"last-{unique}"],
+            )
+            db.commit()
+        wait_until(lambda: f"last-{unique}" in keys_in(settings, topic), 120, "the last commit")
+    finally:
+        worker.down()
+
+    run_streams(spark, settings, available_now=True)  # the restart, caught up
+
+    changes = [*done.changes, Change("c", f"last-{unique}", None)]
+    # A restarted connector resends what it had not committed: Kafka may hold more.
+    assert records_in(settings, topic) >= expected_records(len(snapshot), changes)
+    assert silver_rows(spark, settings) == database_rows(settings)
+    assert history_versions(spark, settings) == expected_versions(snapshot, changes)
+    applied = read_table(spark, settings, "silver.customers_changes")
+    assert applied is not None
+    by_op = Counter(r.op for r in applied.select("op").collect())
+    assert by_op["r"] == len(snapshot)
+    assert by_op["c"] + by_op["u"] + by_op["d"] == len(changes)
+    quarantine = read_table(
+        spark, settings, f"quarantine.{settings.pipeline.sources[2].table_name}"
+    )
+    assert quarantine is None or quarantine.count() == 0, "Debezium's records all fit the contract"
+
+
+def silver_count(spark: SparkSession, settings: Settings) -> int:
+    table = read_table(spark, settings, "silver.customers")
+    return table.count() if table is not None else 0
