@@ -24,10 +24,11 @@ $(PY_STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-## jars: Delta, the Spark Kafka connector and the Kafka broker from Maven Central
+## jars: Delta, the Spark Kafka connector, the Kafka broker, Kafka Connect and Debezium from
+## Maven Central
 jars: $(JARS_STAMP)
 
-$(JARS_STAMP): infra/pom.xml infra/maven/spark/pom.xml infra/maven/kafka/pom.xml
+$(JARS_STAMP): infra/pom.xml infra/maven/spark/pom.xml infra/maven/kafka/pom.xml infra/maven/connect/pom.xml infra/maven/debezium/pom.xml
 	@command -v java >/dev/null || { echo "headwater: Java was not found: install a JDK 17 (apt-get install openjdk-17-jdk-headless)"; exit 2; }
 	@command -v mvn >/dev/null || { echo "headwater: Maven was not found: install it (apt-get install maven)"; exit 2; }
 	rm -rf infra/jars
