@@ -1,8 +1,9 @@
-"""The demo: the local broker, the shop generator, every layer's streams and the Dagster UI,
+"""The demo: the local broker, PostgreSQL and Kafka Connect with Debezium (when the profile
+has them), the shop generator and customer changes, every layer's streams and the Dagster UI,
 in the foreground.
 
-Ctrl-C (or SIGTERM, or the end of `seconds`) stops everything it started: the generator, the
-streams, Spark, the Dagster UI, and the broker if it was not already running.
+Ctrl-C (or SIGTERM, or the end of `seconds`) stops everything it started: the generators, the
+streams, Spark, the Dagster UI, and each service that was not already running.
 """
 
 from __future__ import annotations
@@ -81,15 +82,15 @@ def run_demo(
     locks = contextlib.ExitStack()
     stop_services: list[Callable[[], object]] = []
     try:
-        ensure_topics(settings.profile.kafka, settings.pipeline.sources)
-        capture = _start_change_capture(settings, out, stop_services)
         # The demo's streams are taken before the UI starts: its supervisor sensor then sees a
         # pipeline run outside Dagster and only observes it, instead of starting a second one.
         every_stream = stream_ids(settings, settings.pipeline.sources, LAYERS)
         locks.enter_context(stream_locks(settings, every_stream, "headwater demo"))
         if dagster_ui is not None:
-            # It starts while Spark does (both take a while) and is waited for in the background.
+            # It starts while the rest does (all take a while) and is waited for in the background.
             _start_ui(dagster_ui, stop, ui_error, demo_started, out)
+        ensure_topics(settings.profile.kafka, settings.pipeline.sources)
+        capture = _start_change_capture(settings, out, stop_services)
         spark = build_spark_session(settings)
         stop_on_signals(stop)
         print(
