@@ -31,6 +31,7 @@ from streaming.generator.customers_db import (
 )
 from streaming.kafka_client import client_config, end_offsets, ensure_topics
 from streaming.runner import run_streams
+from streaming.services.kafka_broker import port_in_use
 from streaming.services.kafka_connect import (
     LocalConnect,
     connector_files,
@@ -166,7 +167,12 @@ def test_postgres_changes_reach_silver_exactly_through_debezium_across_sigkills(
                 lambda: records_in(settings, topic) >= len(snapshot) + 300, 120, "changes flowing"
             )
             os.kill(worker.status().pid or 0, signal.SIGKILL)
-            wait_until(lambda: not worker.status().running, 30, "the worker to die")
+            # Dead once its process is gone and the kernel has released its REST port.
+            wait_until(
+                lambda: not worker.status().running and not port_in_use(worker.connect.port),
+                60,
+                "the worker to die",
+            )
             worker.up()
             wait_until_running(worker.rest, connector_name(connector_files(settings)[0]), 120)
             # The pipeline dies mid-stream once silver has applied changes.
