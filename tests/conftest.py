@@ -7,7 +7,6 @@ import contextlib
 import shutil
 import socket
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,16 +250,16 @@ def forget_connector(services: Settings, settings: Settings, name: str) -> None:
         ConnectRest(rest_url(settings)).call("DELETE", f"/connectors/{name}")
     assert settings.profile.postgres is not None
     slot = settings.profile.postgres.slot
-    give_up = time.monotonic() + 60
+    from tests.helpers import wait_until
+
     with connect(services, "superuser", database="postgres") as admin:
         admin.autocommit = True
-        while time.monotonic() < give_up:
-            active = admin.execute(
+
+        def slot_state() -> tuple[bool] | None:
+            return admin.execute(  # type: ignore[return-value]
                 "SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot]
             ).fetchone()
-            if active is None:
-                return
-            if not active[0]:
-                admin.execute("SELECT pg_drop_replication_slot(%s)", [slot])
-                return
-            time.sleep(0.5)
+
+        wait_until(lambda: (state := slot_state()) is None or not state[0], 60, f"slot {slot} idle")
+        if slot_state() is not None:
+            admin.execute("SELECT pg_drop_replication_slot(%s)", [slot])
