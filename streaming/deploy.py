@@ -51,14 +51,24 @@ def submit_command(settings: Settings, layer: str, *, available_now: bool) -> li
     return command + (["--available-now"] if available_now else [])
 
 
+def deployed_layers(settings: Settings) -> list[str]:
+    """The layers with at least one stream in conf (no gold tables: no gold application)."""
+    from streaming.runner import stream_ids
+
+    sources = settings.pipeline.sources
+    return [layer for layer in LAYER_JOBS if stream_ids(settings, sources, [layer])]
+
+
 def run_per_layer(settings: Settings, *, available_now: bool, stop: threading.Event) -> None:
-    """Run one spark-submit application per layer (see the module docstring).
+    """Run one spark-submit application per layer that has streams (see the module
+    docstring).
 
     Raises HeadwaterError naming the layer whose application failed.
     """
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    layers = deployed_layers(settings)
     if available_now:
-        for layer in LAYER_JOBS:
+        for layer in layers:
             if stop.is_set():
                 return
             done = subprocess.run(
@@ -71,7 +81,7 @@ def run_per_layer(settings: Settings, *, available_now: bool, stop: threading.Ev
         return
     apps = {
         layer: subprocess.Popen(submit_command(settings, layer, available_now=False), env=env)
-        for layer in LAYER_JOBS
+        for layer in layers
     }
     try:
         while not stop.is_set():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
@@ -30,17 +32,45 @@ def read_table(spark: SparkSession, settings: Settings, qualified: str) -> DataF
     return read_delta(spark, settings.table_path_by_name(qualified))
 
 
+def has_delta_log(spark: SparkSession, path: str) -> bool:
+    """Whether `path` (any Hadoop-compatible location) holds a Delta log with a commit."""
+    jvm: Any = spark._jvm
+    log = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
+    fs = log.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    if not fs.exists(log):
+        return False
+    return any(status.getPath().getName().endswith(".json") for status in fs.listStatus(log))
+
+
 def ensure_delta_table(
     spark: SparkSession, path: str, schema: StructType, partition_by: str | None = None
 ) -> None:
     """Create an empty Delta table at `path` unless one exists, so readers (a downstream
-    stream, Dagster, a notebook) find it before the first batch lands."""
+    stream, Dagster, a notebook) find it before the first batch lands.
+
+    An existing table is recognised by its log directory alone: asking Delta would load the
+    table's snapshot (about a second each, and every stream start asks for several)."""
     from delta.tables import DeltaTable
+
+    if has_delta_log(spark, path):
+        return
 
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(partition_by)
     builder.execute()
+
+
+def ensure_delta_tables(
+    spark: SparkSession, tables: list[tuple[str, StructType, str | None]]
+) -> None:
+    """`ensure_delta_table` for each (path, schema, partition column), a few at a time: a
+    stream's start creates up to six tables, and each creation mostly waits on its commit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="create-table") as pool:
+        for done in [pool.submit(ensure_delta_table, spark, *table) for table in tables]:
+            done.result()
 
 
 def append_once(

@@ -73,6 +73,9 @@ class VersionSchema(BaseModel):
     type: Literal["object"] = "object"
     required: tuple[str, ...] = ()
     properties: dict[str, FieldSchema]
+    # false: a record with a field the schema does not name breaks rule additionalProperties
+    # (quarantined unless `criticality` makes it a warning); true: such fields are ignored.
+    additional_properties: bool = Field(True, alias="additionalProperties")
 
     @model_validator(mode="after")
     def _required_are_properties(self) -> VersionSchema:

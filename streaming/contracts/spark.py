@@ -113,13 +113,41 @@ def text_of(*parts: Column | str) -> Column:
     return F.concat(*[p if isinstance(p, Column) else F.lit(p) for p in parts])
 
 
-def field_rules(contract: Contract, raw: Column, typed: Column) -> list[Rule]:
-    """Every rule of every version, as columns over the raw (all-string) and typed parses."""
+def field_rules(contract: Contract, raw: Column, typed: Column, text: Column) -> list[Rule]:
+    """Every rule of every version, as columns over the raw (all-string) and typed parses and
+    the record's JSON text."""
     return [
         rule
         for number, version in contract.versions.items()
-        for rule in version_rules(version, number, raw, typed, contract.criticality)
+        for rule in version_rules(version, number, raw, typed, contract.criticality, text)
     ]
+
+
+ADDITIONAL = "additionalProperties"
+
+
+def additional_fields_rule(
+    version: VersionSchema, number: int, text: Column, criticality: Mapping[str, Criticality]
+) -> Rule | None:
+    """With `additionalProperties: false`, the rule that the JSON object `text` names no
+    field beyond the schema's properties (a column added upstream, say)."""
+    if version.additional_properties:
+        return None
+    extra = F.array_except(
+        F.coalesce(F.json_object_keys(text), F.array().cast("array<string>")),
+        F.array(*[F.lit(name) for name in version.properties]),
+    )
+    return Rule(
+        ADDITIONAL,
+        number,
+        criticality.get(ADDITIONAL) or "error",
+        F.size(extra) > 0,
+        text_of(
+            "fields not in the contract (additionalProperties: false): ",
+            F.array_join(extra, ", "),
+            "; add them to the contract's properties, then rebuild from bronze",
+        ),
+    )
 
 
 def version_rules(
@@ -128,9 +156,13 @@ def version_rules(
     raw: Column,
     typed: Column,
     criticality: Mapping[str, Criticality],
+    text: Column | None = None,
 ) -> list[Rule]:
-    """The rules of one JSON Schema object, as columns over its raw and typed parses."""
+    """The rules of one JSON Schema object, as columns over its raw and typed parses (and,
+    for additionalProperties, its JSON text)."""
     rules: list[Rule] = []
+    if text is not None and (extra := additional_fields_rule(version, number, text, criticality)):
+        rules.append(extra)
     for name, field in version.properties.items():
         r, t = raw[name], typed[name]
         shown = t.cast("string")
@@ -267,8 +299,21 @@ def check_records(records: DataFrame, contract: Contract, value_column: str = "v
     return compile_contract(contract, value_column).apply(records)
 
 
+_COMPILED: dict[tuple[int, str, str], CompiledContract] = {}
+
+
 def compile_contract(contract: Contract, value_column: str = "value") -> CompiledContract:
-    """The columns `check_records` adds, for reuse across batches."""
+    """The columns `check_records` adds, for reuse across batches; built once per contract
+    and JVM (every stream start, table creation and rebuild of the same contract shares it)."""
+    from pyspark import SparkContext
+
+    key = (id(SparkContext._active_spark_context), contract.model_dump_json(), value_column)
+    if key not in _COMPILED:
+        _COMPILED[key] = _compile(contract, value_column)
+    return _COMPILED[key]
+
+
+def _compile(contract: Contract, value_column: str) -> CompiledContract:
     schema = silver_schema(contract)
     value = F.col(value_column)
     text = value.cast("string")
@@ -310,7 +355,7 @@ def compile_contract(contract: Contract, value_column: str = "value") -> Compile
             ),
         ]
     )
-    rules = field_rules(contract, r, t)
+    rules = field_rules(contract, r, t, text)
 
     def by_level(level: Criticality) -> Column:
         return reasons_of(

@@ -119,7 +119,10 @@ def parse_changes(records: DataFrame, contract: CdcContract) -> DataFrame:
             ),
         ]
     )
-    rules = version_rules(contract.row, 1, image_r, image_t, contract.criticality)
+    image_text = F.when(op == "d", F.get_json_object(text, "$.before")).otherwise(
+        F.get_json_object(text, "$.after")
+    )
+    rules = version_rules(contract.row, 1, image_r, image_t, contract.criticality, image_text)
     field_errors = reasons_of(
         [(rule.violated, rule.id, rule.message) for rule in rules if rule.criticality == "error"]
     )

@@ -39,7 +39,7 @@ from streaming.silver.events import (
     quarantine_rows,
     silver_rows,
 )
-from streaming.tables import ensure_delta_table
+from streaming.tables import ensure_delta_tables
 
 
 def event_contract(settings: Settings, source: Source) -> Contract | None:
@@ -76,24 +76,23 @@ def ensure_event_tables(
 ) -> None:
     """Create silver, quarantine and duplicates tables of a topic with their schemas."""
     empty = check_records(spark.createDataFrame([], BRONZE_SCHEMA), contract)
-    ensure_delta_table(
-        spark, settings.table_path(BRONZE, source.table_name), BRONZE_SCHEMA, PARTITION_COLUMN
-    )
-    ensure_delta_table(
+    silver = silver_rows(empty, contract)
+    ensure_delta_tables(
         spark,
-        settings.table_path(SILVER, contract.silver_table),
-        silver_rows(empty, contract).schema,
-        EVENT_DATE,
-    )
-    ensure_delta_table(
-        spark,
-        settings.table_path(QUARANTINE, source.table_name),
-        quarantine_rows(empty).schema,
-        "ingest_date",
-    )
-    dups = duplicate_rows(silver_rows(empty, contract), contract.fields.id)
-    ensure_delta_table(
-        spark, settings.table_path(DUPLICATES, source.table_name), dups.schema, "ingest_date"
+        [
+            (settings.table_path(BRONZE, source.table_name), BRONZE_SCHEMA, PARTITION_COLUMN),
+            (settings.table_path(SILVER, contract.silver_table), silver.schema, EVENT_DATE),
+            (
+                settings.table_path(QUARANTINE, source.table_name),
+                quarantine_rows(empty).schema,
+                "ingest_date",
+            ),
+            (
+                settings.table_path(DUPLICATES, source.table_name),
+                duplicate_rows(silver, contract.fields.id).schema,
+                "ingest_date",
+            ),
+        ],
     )
 
 
@@ -139,24 +138,6 @@ def ensure_cdc_tables(
     empty = parse_changes(spark.createDataFrame([], BRONZE_SCHEMA), contract)
     changes = change_rows(empty, contract)
     table = contract.silver_table
-    ensure_delta_table(
-        spark, settings.table_path(BRONZE, source.table_name), BRONZE_SCHEMA, PARTITION_COLUMN
-    )
-    ensure_delta_table(spark, settings.table_path(SILVER, f"{table}_changes"), changes.schema)
-    ensure_delta_table(
-        spark, settings.table_path(SILVER, table), current_rows(changes, contract).drop("op").schema
-    )
-    ensure_delta_table(
-        spark,
-        settings.table_path(SILVER, f"{table}_history"),
-        history_rows(changes, contract).schema,
-    )
-    ensure_delta_table(
-        spark,
-        settings.table_path(QUARANTINE, source.table_name),
-        quarantine_rows(empty).schema,
-        "ingest_date",
-    )
     dups = changes.select(
         F.col("_change_key").alias("event_id"),
         "kafka_topic",
@@ -166,8 +147,28 @@ def ensure_cdc_tables(
         "ingest_time",
         F.to_date("ingest_time").alias("ingest_date"),
     )
-    ensure_delta_table(
-        spark, settings.table_path(DUPLICATES, source.table_name), dups.schema, "ingest_date"
+    ensure_delta_tables(
+        spark,
+        [
+            (settings.table_path(BRONZE, source.table_name), BRONZE_SCHEMA, PARTITION_COLUMN),
+            (settings.table_path(SILVER, f"{table}_changes"), changes.schema, None),
+            (
+                settings.table_path(SILVER, table),
+                current_rows(changes, contract).drop("op").schema,
+                None,
+            ),
+            (
+                settings.table_path(SILVER, f"{table}_history"),
+                history_rows(changes, contract).schema,
+                None,
+            ),
+            (
+                settings.table_path(QUARANTINE, source.table_name),
+                quarantine_rows(empty).schema,
+                "ingest_date",
+            ),
+            (settings.table_path(DUPLICATES, source.table_name), dups.schema, "ingest_date"),
+        ],
     )
 
 

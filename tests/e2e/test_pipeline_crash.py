@@ -1,6 +1,7 @@
 """SIGKILL the whole pipeline (every layer in one Spark application) at random moments while
 events and changes flow; after a restart every table, bronze included, is exactly what the
-oracle says: nothing missing, nothing doubled.
+oracle says: nothing missing, nothing doubled; and reconciliation agrees at rest, then notices
+a row deleted from gold and one from silver.
 
 The producers send a bounded number of records at a steady rate (so the test's cost does not
 grow with how slowly the machine restarts Spark); each kill comes a random number of silver
@@ -14,20 +15,23 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from streaming.config import Settings
 from streaming.generator.customers import CustomerChanges
 from streaming.generator.producer import Delivered, produce
 from streaming.generator.shop import FaultRates, ShopSimulator
-from streaming.kafka_client import ensure_topics
+from streaming.kafka_client import end_offsets, ensure_topics
+from streaming.reconcile import reconcile
 from streaming.runner import run_streams
 from streaming.tables import read_delta, read_table
-from tests.e2e.test_pipeline_exact import actual_gold, expected_gold
+from tests.gold_oracle import actual_gold, expected_gold
 from tests.helpers import START, bronze_records, expected_records, wait_until
 from tests.integration.test_silver_events import coordinates, oracle
 
@@ -178,4 +182,30 @@ def test_sigkill_of_the_pipeline_changes_no_result(
     duplicates = coordinates(spark, shop.table_path("duplicates", f"{orders.replace('.', '_')}"))
     duplicates += coordinates(spark, shop.table_path("duplicates", f"{payments.replace('.', '_')}"))
     assert duplicates == {k: 1 for k in expected_duplicates}
-    assert actual_gold(spark, shop) == expected_gold(events, changes, orders)
+    revenue, by_customer = actual_gold(spark, shop)
+    assert (revenue, by_customer) == expected_gold(events, changes, orders)
+
+    # Reconciliation agrees at rest, and notices a row gone missing from gold or silver.
+    kafka = {
+        s.topic: sum(end_offsets(shop.profile.kafka, s.topic).values())
+        for s in shop.pipeline.sources
+    }
+    result = reconcile(spark, shop, kafka)
+    assert result.ok, "\n".join(result.lines())
+    assert {t.topic: t.bronze for t in result.topics} == dict(
+        Counter(d.topic for d in events + changes)
+    )
+    assert {g.table for g in result.gold} == {"revenue_per_minute", "customer_orders"}
+    DeltaTable.forPath(spark, shop.table_path("gold", "customer_orders")).delete(
+        f"customer_id = '{sorted(by_customer)[0]}'"
+    )
+    broken = reconcile(spark, shop, kafka)
+    assert not broken.ok and all(t.ok for t in broken.topics)
+    assert {g.table: (g.extra, g.missing) for g in broken.gold}["customer_orders"] == (0, 1)
+    _, partition, offset = min(where for where in expected_silver if where[0] == orders)
+    DeltaTable.forPath(spark, shop.table_path("silver", "orders")).delete(
+        f"kafka_partition = {partition} AND kafka_offset = {offset}"
+    )
+    broken = reconcile(spark, shop, kafka)
+    orders_counts = next(t for t in broken.topics if t.topic == orders)
+    assert orders_counts.unaccounted == 1 and not orders_counts.ok

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from streaming.cli import main
 from streaming.config import Settings
+from streaming.deploy import deployed_layers
 from streaming.kafka_client import client_config
 from streaming.reconcile import reconcile
 from streaming.runner import run_streams
@@ -42,6 +43,7 @@ def test_application_per_layer_gives_the_same_exact_tables(
         broker, tmp_path, unique, {"deployment": {"mode": "application_per_layer"}}
     )
     sent = produce_shop(settings, 200, seed=61, faults="all")
+    assert deployed_layers(settings) == ["bronze", "silver"]  # no gold table: no gold app
     assert main(["--conf", str(settings.conf_dir), "run", "--available-now"]) == 0
     expected_silver, _, _ = oracle(sent, settings.pipeline.sources[0].topic)
     silver = coordinates(spark, settings.table_path("silver", "orders"), "event_id")

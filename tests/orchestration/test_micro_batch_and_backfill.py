@@ -26,7 +26,7 @@ from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
 from streaming.reconcile import reconcile
 from streaming.tables import read_delta
-from tests.e2e.test_pipeline_exact import actual_gold, expected_gold, send_changes
+from tests.gold_oracle import actual_gold, expected_gold, send_changes
 from tests.helpers import START
 
 pytestmark = pytest.mark.integration

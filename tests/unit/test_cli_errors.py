@@ -63,3 +63,29 @@ def test_profile_without_local_broker_explains(capsys: pytest.CaptureFixture[str
     repo_conf = Path(__file__).resolve().parents[2] / "conf"
     assert main(["--conf", str(repo_conf), "--profile", "cluster", "up"]) == 2
     assert "profile 'cluster' has no local_kafka block" in capsys.readouterr().err
+
+
+def test_demo_seconds_bounds_the_demo_and_a_bad_value_is_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import streaming.cli
+    import streaming.demo
+
+    write_conf(tmp_path)
+    monkeypatch.setattr(streaming.cli, "stop_on_signals", lambda stop: None)  # pytest's own
+    asked: list[float | None] = []
+    monkeypatch.setattr(
+        streaming.demo, "run_demo", lambda settings, *, seconds, **_: asked.append(seconds)
+    )
+    conf = ["--conf", str(tmp_path / "conf"), "demo", "--no-ui"]
+    monkeypatch.setenv("DEMO_SECONDS", "45")
+    assert main(conf) == 0
+    assert main([*conf, "--seconds", "7"]) == 0  # the option wins over the environment
+    monkeypatch.delenv("DEMO_SECONDS")
+    assert main(conf) == 0  # neither: until Ctrl-C
+    assert asked == [45.0, 7.0, None]
+    monkeypatch.setenv("DEMO_SECONDS", "a minute")
+    assert main(conf) == 2
+    err = capsys.readouterr().err
+    assert "DEMO_SECONDS must be a number of seconds, got 'a minute'" in err
+    assert asked == [45.0, 7.0, None]

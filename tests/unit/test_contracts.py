@@ -161,3 +161,17 @@ def test_contract_errors_name_file_and_field(tmp_path: Path) -> None:
         match=r"shop.orders.yaml: field 'versions.1.properties.order_id.minLenght' is not a known setting",
     ):
         load_contract(tmp_path, "shop.orders")
+
+
+def test_a_version_closed_to_additional_fields_reports_them(spark: SparkSession) -> None:
+    closed = ORDERS.versions[1].model_copy(update={"additional_properties": False})
+    contract = ORDERS.model_copy(update={"versions": {**ORDERS.versions, 1: closed}})
+    frame = spark.createDataFrame(
+        [(value(),), (value(coupon_code="X", note="n"),), (value(schema_version=2, note="n"),)],
+        "value binary",
+    )
+    rows = check_records(frame, contract).collect()
+    assert [[e.rule for e in r._errors] for r in rows] == [[], ["additionalProperties"], []]
+    assert rows[1]._errors[0].message.startswith(
+        "fields not in the contract (additionalProperties: false): coupon_code, note;"
+    ), "v2 stays open: only version 1 is closed"

@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from streaming.contracts.model import load_cdc_contract
+from streaming.contracts.spark import ADDITIONAL
 from streaming.silver.cdc import change_rows, current_rows, history_rows, parse_changes
 from streaming.silver.events import first_per_id, seen_before
 
@@ -45,8 +46,16 @@ def test_seen_before_ignores_the_same_record_replayed(spark: SparkSession) -> No
     )
 
 
-def envelope(op: str, lsn: int, ts: int, country: str | None, customer: str = "C1") -> bytes:
+def envelope(
+    op: str,
+    lsn: int,
+    ts: int,
+    country: str | None,
+    customer: str = "C1",
+    **added: object,
+) -> bytes:
     row = {
+        **added,
         "customer_id": customer,
         "name": "Ada",
         "email": None,
@@ -122,3 +131,32 @@ def test_tombstones_are_neither_changes_nor_errors(spark: SparkSession) -> None:
     parsed = parse_changes(bronze(spark, [None, envelope("c", 10, 1000, "DE")]), CUSTOMERS)
     rows = parsed.orderBy("offset").select("_tombstone", "_errors").collect()
     assert [(r._tombstone, r._errors) for r in rows] == [(True, []), (False, [])]
+
+
+def test_a_column_the_contract_does_not_name_is_quarantined_with_its_name(
+    spark: SparkSession,
+) -> None:
+    # shop.public.customers says additionalProperties: false; loyalty_tier was added in Postgres.
+    records = bronze(
+        spark,
+        [
+            envelope("u", 10, 1000, "DE"),
+            envelope("u", 20, 2000, "DE", loyalty_tier="gold"),
+            envelope("d", 30, 3000, "DE", loyalty_tier=None),
+        ],
+    )
+    parsed = parse_changes(records, CUSTOMERS).orderBy("offset")
+    errors = [[(e.rule, e.message) for e in r._errors] for r in parsed.collect()]
+    expected = (
+        "additionalProperties",
+        "fields not in the contract (additionalProperties: false): loyalty_tier; add them to "
+        "the contract's properties, then rebuild from bronze",
+    )
+    assert errors == [[], [expected], [expected]]
+    assert [r.lsn for r in change_rows(parsed, CUSTOMERS).collect()] == [10]
+
+    # As a warning the change applies (its known columns) and is counted.
+    lenient = CUSTOMERS.model_copy(update={"criticality": {"additionalProperties": "warn"}})
+    kept = parse_changes(records, lenient).orderBy("offset").collect()
+    assert [len(r._errors) for r in kept] == [0, 0, 0]
+    assert [[w.rule for w in r._warnings] for r in kept] == [[], [ADDITIONAL], [ADDITIONAL]]
