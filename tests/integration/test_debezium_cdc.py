@@ -1,7 +1,9 @@
 """Real change data capture: PostgreSQL (a project-owned cluster) -> Debezium's connector in a
 Kafka Connect worker -> Kafka -> bronze -> silver, with the worker and the Spark pipeline
 SIGKILLed mid-stream. At rest, silver.customers equals the table row for row, and
-silver.customers_history holds one version per snapshot row and committed change."""
+silver.customers_history holds one version per snapshot row and committed change. Then, with
+every stream running: a change of country reaches gold.customer_orders, and a column added in
+PostgreSQL, which the contract does not name, sends the changes to quarantine, saying so."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from streaming.generator.customers_db import (
     existing_customers,
     run_workload,
 )
+from streaming.generator.producer import produce
+from streaming.generator.shop import ShopSimulator
 from streaming.kafka_client import client_config, end_offsets, ensure_topics
 from streaming.runner import run_streams
 from streaming.services.kafka_broker import port_in_use
@@ -40,7 +44,7 @@ from streaming.services.kafka_connect import (
 )
 from streaming.services.postgres import connect
 from streaming.tables import read_table
-from tests.helpers import wait_until
+from tests.helpers import START, wait_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -137,7 +141,7 @@ def pipeline_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 
 def test_postgres_changes_reach_silver_exactly_through_debezium_across_sigkills(
-    spark: SparkSession, cdc_shop: Settings, unique: str, tmp_path: Path
+    spark: SparkSession, cdc_shop: Settings, cdc_services: Settings, unique: str, tmp_path: Path
 ) -> None:
     settings = cdc_shop
     topic = settings.pipeline.sources[2].topic
@@ -198,25 +202,115 @@ def test_postgres_changes_reach_silver_exactly_through_debezium_across_sigkills(
             )
             db.commit()
         wait_until(lambda: f"last-{unique}" in keys_in(settings, topic), 120, "the last commit")
+
+        run_streams(spark, settings, available_now=True)  # the restart, caught up
+
+        changes = [*done.changes, Change("c", f"last-{unique}", None)]
+        # A restarted connector resends what it had not committed: Kafka may hold more.
+        assert records_in(settings, topic) >= expected_records(len(snapshot), changes)
+        assert silver_rows(spark, settings) == database_rows(settings)
+        assert history_versions(spark, settings) == expected_versions(snapshot, changes)
+        applied = read_table(spark, settings, "silver.customers_changes")
+        assert applied is not None
+        by_op = Counter(r.op for r in applied.select("op").collect())
+        assert by_op["r"] == len(snapshot)
+        assert by_op["c"] + by_op["u"] + by_op["d"] == len(changes)
+        assert quarantined(spark, settings) == [], "Debezium's records all fit the contract"
+
+        # Everything running: a change of country reaches gold; then a column added in
+        # PostgreSQL (not in the contract) sends the changes to quarantine, naming it.
+        stop, failed = threading.Event(), []
+        running = threading.Thread(target=run_until_stopped, args=(spark, settings, stop, failed))
+        running.start()
+        try:
+            to_gold, reasons = change_country_then_add_a_column(spark, settings, cdc_services)
+        finally:
+            stop.set()
+            running.join(timeout=180)
+        assert failed == [] and not running.is_alive()
     finally:
         worker.down()
 
-    run_streams(spark, settings, available_now=True)  # the restart, caught up
-
-    changes = [*done.changes, Change("c", f"last-{unique}", None)]
-    # A restarted connector resends what it had not committed: Kafka may hold more.
-    assert records_in(settings, topic) >= expected_records(len(snapshot), changes)
-    assert silver_rows(spark, settings) == database_rows(settings)
-    assert history_versions(spark, settings) == expected_versions(snapshot, changes)
-    applied = read_table(spark, settings, "silver.customers_changes")
-    assert applied is not None
-    by_op = Counter(r.op for r in applied.select("op").collect())
-    assert by_op["r"] == len(snapshot)
-    assert by_op["c"] + by_op["u"] + by_op["d"] == len(changes)
-    quarantine = read_table(
-        spark, settings, f"quarantine.{settings.pipeline.sources[2].table_name}"
+    print(
+        f"a change of country committed in PostgreSQL was in gold.customer_orders {to_gold:.1f} s later"
     )
-    assert quarantine is None or quarantine.count() == 0, "Debezium's records all fit the contract"
+    assert reasons == [
+        "fields not in the contract (additionalProperties: false): loyalty_tier; add them to "
+        "the contract's properties, then rebuild from bronze"
+    ]
+    current = read_table(spark, settings, "silver.customers")
+    assert current is not None
+    [kept] = current.where(f"customer_id = '{PROBE}'").collect()
+    assert (kept.segment, kept.country) == ("vip", "FR"), "the quarantined change is not applied"
+
+
+PROBE = "C99999"  # a customer of the test's own: the workloads never touch it
+
+
+def run_until_stopped(
+    spark: SparkSession, settings: Settings, stop: threading.Event, failed: list[BaseException]
+) -> None:
+    try:
+        run_streams(spark, settings, stop=stop)
+    except BaseException as exc:  # the test thread reports it
+        failed.append(exc)
+        stop.set()
+
+
+def gold_country(spark: SparkSession, settings: Settings) -> str | None:
+    table = read_table(spark, settings, "gold.customer_orders")
+    row = None if table is None else table.where(f"customer_id = '{PROBE}'").first()
+    return None if row is None else row.country
+
+
+def quarantined(spark: SparkSession, settings: Settings) -> list[list[str]]:
+    """The reasons of each quarantined change."""
+    table = read_table(spark, settings, f"quarantine.{settings.pipeline.sources[2].table_name}")
+    return [] if table is None else [list(r.reasons) for r in table.select("reasons").collect()]
+
+
+def change_country_then_add_a_column(
+    spark: SparkSession, settings: Settings, services: Settings
+) -> tuple[float, list[str]]:
+    """(seconds from the commit of a change of country to gold showing it, the reasons of the
+    quarantined change after a column was added)."""
+    orders, payments = (s.topic for s in settings.pipeline.sources[:2])
+    with connect(settings) as db:
+        db.execute(
+            "INSERT INTO public.customers (customer_id, name, country, segment, updated_at) "
+            "VALUES (%s, 'Probe', 'DE', 'vip', now())",
+            [PROBE],
+        )
+        db.commit()
+        shop = ShopSimulator(5, START, orders_topic=orders, payments_topic=payments)
+        shop.customers = [PROBE]
+        produce(settings.profile.kafka, shop, count=6)
+        wait_until(lambda: gold_country(spark, settings) == "DE", 240, "the probe in gold")
+        db.execute(
+            "UPDATE public.customers SET country = 'FR', updated_at = now() WHERE customer_id = %s",
+            [PROBE],
+        )
+        db.commit()
+        committed = time.monotonic()
+        wait_until(
+            lambda: gold_country(spark, settings) == "FR",
+            240,
+            "the new country in gold",
+            poll_s=0.5,
+        )
+        to_gold = time.monotonic() - committed
+    assert settings.profile.postgres is not None
+    with connect(services, "superuser", database=settings.profile.postgres.database) as admin:
+        admin.execute("ALTER TABLE public.customers ADD COLUMN loyalty_tier text")
+        admin.execute(
+            "UPDATE public.customers SET loyalty_tier = 'gold', segment = 'business' "
+            "WHERE customer_id = %s",
+            [PROBE],
+        )
+        admin.commit()
+    wait_until(lambda: quarantined(spark, settings) != [], 240, "the change with a new column")
+    [reasons] = quarantined(spark, settings)
+    return to_gold, reasons
 
 
 def silver_count(spark: SparkSession, settings: Settings) -> int:

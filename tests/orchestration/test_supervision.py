@@ -1,8 +1,9 @@
 """The continuous pipeline under Dagster, supervised: a real `headwater_continuous` run (a
 `dagster job execute` process launching the Pipes pipeline) on a real broker, in a temporary
-Dagster instance. Killing the pipeline makes the sensor request one restart with a reason;
-carried out, the restart loses and doubles nothing. The batch mode meets the running pipeline's
-locks; a pipeline run outside Dagster is only observed."""
+Dagster instance, started as the sensor asks when nothing runs. Killing the pipeline makes the
+sensor request one restart with a reason; carried out, the restart loses and doubles nothing.
+The batch mode meets the running pipeline's locks. (A pipeline run outside Dagster is only
+observed: tests/e2e/test_demo.py.)"""
 
 from __future__ import annotations
 
@@ -227,7 +228,11 @@ def test_a_killed_continuous_run_is_restarted_once_and_nothing_is_lost_or_double
 ) -> None:
     orders, payments = (s.topic for s in pipeline.pipeline.sources)
     sent: list[Delivered] = produce_shop(pipeline, 200, seed=61, faults="all")
-    first = dagster.execute({"headwater/mode": "continuous"})
+    # Nothing runs the streams yet: the supervisor asks for Dagster's own continuous run.
+    # (A pipeline run outside Dagster is only observed: tests/e2e/test_demo.py.)
+    [request] = dagster.tick(pipeline).run_requests
+    assert request.run_key == "start:first"
+    first = dagster.execute(dict(request.tags))
     processes = [first]
     try:
         run_ids: set[str] = set()
@@ -379,59 +384,3 @@ def test_a_killed_continuous_run_is_restarted_once_and_nothing_is_lost_or_double
                 process.wait(timeout=60)
 
     assert_exact(spark, pipeline, sent)
-
-
-def test_a_pipeline_run_outside_dagster_is_only_observed(
-    pipeline: Settings, dagster: Dagster, tmp_path: Path
-) -> None:
-    produce_shop(pipeline, 50, seed=63)
-    with (tmp_path / "outside.log").open("wb") as out:
-        # The Pipes pipeline run by hand: no Pipes, no Dagster run, so its lock owner says so.
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "orchestration.pipes_pipeline",
-                "--conf",
-                str(pipeline.conf_dir),
-                "--profile",
-                "local",
-            ],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until(
-            lambda: (
-                process.poll() is not None
-                or (
-                    all(h is not None for h in stream_holders(pipeline))
-                    and any(
-                        b.pid == process.pid and b.batch_id is not None
-                        for b in read_heartbeats(pipeline).values()
-                    )
-                )
-            ),
-            START_S,
-            "the pipeline outside Dagster to run a batch",
-        )
-        assert process.poll() is None, (tmp_path / "outside.log").read_text()[-3000:]
-        tick = dagster.tick(pipeline)
-        assert not tick.run_requests
-        assert "outside Dagster by headwater continuous pipeline outside Dagster" in (
-            tick.skip_message or ""
-        )
-        assert f"pid {process.pid}" in (tick.skip_message or "")
-        assert tick.asset_events, "it still observes the streams"
-        assert dagster.runs() == []
-        os.kill(process.pid, signal.SIGTERM)
-        assert process.wait(timeout=180) == 0, (tmp_path / "outside.log").read_text()[-3000:]
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=60)
-    # Stopped: nothing runs the streams, so the supervisor would start Dagster's own run.
-    [request] = dagster.tick(pipeline).run_requests
-    assert request.run_key == "start:first"
