@@ -7,7 +7,7 @@ query picks up silver's new rows in its next batch). For change data capture: th
 the PostgreSQL commit to the change being visible in silver.customers. Also the rate bronze
 sustained.
 
-    .venv/bin/python bench/freshness.py [--conf conf] [--profile local]
+    .venv/bin/python bench/freshness.py [--conf conf] [--profile local] [--since ISO-TIME]
 
 Run it after `DEMO_SECONDS=120 .venv/bin/headwater demo --rate 100` (or while it runs).
 """
@@ -60,7 +60,7 @@ def percentiles(frame: DataFrame, column: str) -> tuple[float, float, int]:
     return row.p50 / 1000, row.p99 / 1000, row.n
 
 
-def cdc_latency(spark: SparkSession, settings: Settings) -> None:
+def cdc_latency(spark: SparkSession, settings: Settings, since: str | None = None) -> None:
     """PostgreSQL commit (Debezium's source.ts_ms, kept as changed_at) -> the first commit of
     silver.customers at or after the one that added the change to silver.customers_changes
     (the batch appends the change, then MERGEs the current rows). Snapshot reads are left out:
@@ -70,6 +70,8 @@ def cdc_latency(spark: SparkSession, settings: Settings) -> None:
     changes = read_table(spark, settings, "silver.customers_changes")
     if changes is None or not Path(current_path, "_delta_log").is_dir():
         return
+    if since:
+        changes = changes.where(F.col("changed_at") >= F.lit(since).cast("timestamp"))
     current = spark.createDataFrame(
         [(t,) for t in commit_times(spark, current_path)], "current_ms long"
     )
@@ -100,11 +102,18 @@ def main() -> None:
     )
     parser.add_argument("--conf", default=None)
     parser.add_argument("--profile", default=None)
+    parser.add_argument(
+        "--since",
+        default=None,
+        help="only rows from this UTC time on (ISO 8601), e.g. the last demo run's start",
+    )
     args = parser.parse_args()
     settings: Settings = load_settings(args.conf, args.profile)
     spark = build_spark_session(settings, ui=False)
     silver_path = settings.table_path("silver", "orders")
     silver = read_table(spark, settings, "silver.orders")
+    if silver is not None and args.since:
+        silver = silver.where(F.col("kafka_timestamp") >= F.lit(args.since).cast("timestamp"))
     gold_path = settings.table_path("gold", "revenue_per_minute")
     progress = read_table(spark, settings, "ops.stream_progress")
     if silver is None or progress is None:
@@ -132,7 +141,7 @@ def main() -> None:
             f"Kafka timestamp -> reflected in gold.revenue_per_minute: p50 {p50:.1f} s, p99 {p99:.1f} s over {n:,} rows"
         )
 
-    cdc_latency(spark, settings)
+    cdc_latency(spark, settings, args.since)
 
     bronze = progress.where(
         F.col("query_name").startswith("bronze_") & (F.col("num_input_rows") > 0)

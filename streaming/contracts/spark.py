@@ -307,7 +307,8 @@ def compile_contract(contract: Contract, value_column: str = "value") -> Compile
     and JVM (every stream start, table creation and rebuild of the same contract shares it)."""
     from pyspark import SparkContext
 
-    key = (id(SparkContext._active_spark_context), contract.model_dump_json(), value_column)
+    # Columns are expressions in the JVM: valid for as long as its gateway, across sessions.
+    key = (id(SparkContext._gateway), contract.model_dump_json(), value_column)
     if key not in _COMPILED:
         _COMPILED[key] = _compile(contract, value_column)
     return _COMPILED[key]

@@ -38,8 +38,8 @@ from tests.integration.test_silver_events import coordinates, oracle
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 KILLS = 2
-EVENTS, EVENTS_PER_S = 900, 10.0
-CHANGES, CHANGES_PER_S = 180, 2.0
+EVENTS, EVENTS_PER_S = 600, 10.0
+CHANGES, CHANGES_PER_S = 120, 2.0
 
 
 def silver_rows(spark: SparkSession, settings: Settings) -> int:

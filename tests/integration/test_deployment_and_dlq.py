@@ -18,7 +18,7 @@ from streaming.reconcile import reconcile
 from streaming.runner import run_streams
 from streaming.tables import read_table
 from tests.conftest import write_conf
-from tests.helpers import produce_shop
+from tests.helpers import bronze_records, expected_records, produce_shop
 from tests.integration.test_silver_events import coordinates, oracle
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,10 @@ def test_application_per_layer_gives_the_same_exact_tables(
     )
     sent = produce_shop(settings, 200, seed=61, faults="all")
     assert deployed_layers(settings) == ["bronze", "silver"]  # no gold table: no gold app
+    # Each layer's application is a plain spark-submit of streaming/jobs/<layer>.py, as on a
+    # cluster (streaming/deploy.py builds the command the README shows).
     assert main(["--conf", str(settings.conf_dir), "run", "--available-now"]) == 0
+    assert bronze_records(spark, settings) == expected_records(sent)
     expected_silver, _, _ = oracle(sent, settings.pipeline.sources[0].topic)
     silver = coordinates(spark, settings.table_path("silver", "orders"), "event_id")
     silver += coordinates(spark, settings.table_path("silver", "payments"), "event_id")
