@@ -90,7 +90,19 @@ def run_demo(
             # It starts while the rest does (all take a while) and is waited for in the background.
             _start_ui(dagster_ui, stop, ui_error, demo_started, out)
         ensure_topics(settings.profile.kafka, settings.pipeline.sources)
-        capture = _start_change_capture(settings, out, stop_services)
+        # PostgreSQL and Connect come up (half a minute or more) while Spark and the shop's
+        # streams start: orders reach bronze without waiting for the database.
+        capture = settings.profile.postgres is not None and settings.profile.kafka_connect is not None
+        capture_ready = threading.Event()
+        capture_error: list[BaseException] = []
+        capturing = threading.Thread(
+            target=_start_change_capture_in_background,
+            args=(settings, out, stop_services, capture_ready, capture_error),
+            name="change-capture",
+            daemon=True,
+        )
+        if capture:
+            capturing.start()
         spark = build_spark_session(settings)
         stop_on_signals(stop)
         print(
@@ -106,14 +118,18 @@ def run_demo(
         cdc = [s for s in settings.pipeline.sources if s.kind == "cdc"]
         cdc_rate = max(rate / 10, 1)  # customers change a tenth as often as orders arrive
         if cdc and capture:
-            # Customers change in PostgreSQL; Debezium brings every commit to Kafka.
-            workload = CustomerWorkload(seed, existing_customers(settings))
-            feeds.append(
-                (
-                    "customers in postgres",
-                    lambda: run_workload(settings, workload, rate=cdc_rate, stop=stop),
-                )
-            )
+            # Customers change in PostgreSQL (once it and Debezium run); Debezium brings every
+            # commit to Kafka.
+            def customers_in_postgres() -> WorkloadReport:
+                while not capture_ready.wait(0.5):
+                    if stop.is_set():
+                        return WorkloadReport()
+                if capture_error:
+                    raise capture_error[0]
+                workload = CustomerWorkload(seed, existing_customers(settings))
+                return run_workload(settings, workload, rate=cdc_rate, stop=stop)
+
+            feeds.append(("customers in postgres", customers_in_postgres))
         elif cdc:
             # No database configured: the generator writes Debezium's envelope itself.
             changes = CustomerChanges(seed, now, rate=cdc_rate, faults=faults, topic=cdc[0].topic)
@@ -182,6 +198,8 @@ def run_demo(
         spark.stop()
     finally:
         stop.set()
+        if capturing.is_alive():  # what it is starting must be up before it can be stopped
+            capturing.join(timeout=300)
         if dagster_ui is not None:
             dagster_ui.stop()
             print("dagster: UI stopped", file=out)
@@ -205,6 +223,22 @@ def run_demo(
     for table, count in rows.items():
         print(f"{table}: {count:,} rows", file=out)
     return rows
+
+
+def _start_change_capture_in_background(
+    settings: Settings,
+    out: IO[str],
+    stop_services: list[Callable[[], object]],
+    ready: threading.Event,
+    errors: list[BaseException],
+) -> None:
+    try:
+        _start_change_capture(settings, out, stop_services)
+    except BaseException as exc:  # the customers' generator reports it and stops the demo
+        log.error("change data capture did not start: %s", exc)
+        errors.append(exc)
+    finally:
+        ready.set()
 
 
 def _start_change_capture(

@@ -37,9 +37,9 @@ from tests.integration.test_silver_events import coordinates, oracle
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-KILLS = 2
-EVENTS, EVENTS_PER_S = 600, 10.0
-CHANGES, CHANGES_PER_S = 120, 2.0
+KILLS = 3
+EVENTS, EVENTS_PER_S = 600, 4.0  # flowing through three restarts
+CHANGES, CHANGES_PER_S = 120, 0.8
 
 
 def silver_rows(spark: SparkSession, settings: Settings) -> int:
@@ -113,7 +113,7 @@ def test_sigkill_of_the_pipeline_changes_no_result(
     log = tmp_path / "pipeline.log"
     try:
         for kill in range(KILLS):
-            # The first kill comes while bronze writes (silver may not have started), the
+            # The early kills come while bronze writes (silver may not have started), the
             # last once silver has written: together they hit every layer's start and batches.
             layer_rows = bronze_rows if kill < KILLS - 1 else silver_rows
             before = layer_rows(spark, shop)
