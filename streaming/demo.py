@@ -81,6 +81,7 @@ def run_demo(
     reports: dict[str, GenerationReport | WorkloadReport] = {}
     locks = contextlib.ExitStack()
     stop_services: list[Callable[[], object]] = []
+    capturing: threading.Thread | None = None  # starts PostgreSQL and Connect, when configured
     try:
         # The demo's streams are taken before the UI starts: its supervisor sensor then sees a
         # pipeline run outside Dagster and only observes it, instead of starting a second one.
@@ -95,13 +96,13 @@ def run_demo(
         capture = settings.profile.postgres is not None and settings.profile.kafka_connect is not None
         capture_ready = threading.Event()
         capture_error: list[BaseException] = []
-        capturing = threading.Thread(
-            target=_start_change_capture_in_background,
-            args=(settings, out, stop_services, capture_ready, capture_error),
-            name="change-capture",
-            daemon=True,
-        )
         if capture:
+            capturing = threading.Thread(
+                target=_start_change_capture_in_background,
+                args=(settings, out, stop_services, capture_ready, capture_error),
+                name="change-capture",
+                daemon=True,
+            )
             capturing.start()
         spark = build_spark_session(settings)
         stop_on_signals(stop)
@@ -198,7 +199,7 @@ def run_demo(
         spark.stop()
     finally:
         stop.set()
-        if capturing.is_alive():  # what it is starting must be up before it can be stopped
+        if capturing is not None:  # what it is starting must be up before it can be stopped
             capturing.join(timeout=300)
         if dagster_ui is not None:
             dagster_ui.stop()
