@@ -196,7 +196,10 @@ def test_micro_batch_job_is_exact_and_a_backfill_rebuilds_the_same_tables_twice(
             partition_key=today(),
             raise_on_error=False,
             asset_selection=[
+                # silver.orders is one multi-asset with its quarantine and duplicates tables
                 dg.AssetKey(["silver", "orders"]),
+                dg.AssetKey(["quarantine", shop.pipeline.sources[0].table_name]),
+                dg.AssetKey(["duplicates", shop.pipeline.sources[0].table_name]),
                 dg.AssetKey(["gold", "revenue_per_minute"]),
                 dg.AssetKey(["gold", "customer_orders"]),
             ],
