@@ -70,13 +70,14 @@ def cdc_latency(spark: SparkSession, settings: Settings, since: str | None = Non
     changes = read_table(spark, settings, "silver.customers_changes")
     if changes is None or not Path(current_path, "_delta_log").is_dir():
         return
+    committed = changes.where(F.col("op") != "r")  # snapshot reads have no commit time
     if since:
-        changes = changes.where(F.col("changed_at") >= F.lit(since).cast("timestamp"))
+        committed = committed.where(F.col("changed_at") >= F.lit(since).cast("timestamp"))
     current = spark.createDataFrame(
         [(t,) for t in commit_times(spark, current_path)], "current_ms long"
     )
     to_silver = (
-        visible_at(spark, changes.where(F.col("op") != "r"), changes_path)
+        visible_at(spark, committed, changes_path)
         .join(current, F.col("current_ms") >= F.col("committed_ms"))
         .groupBy("_change_key", "changed_at")
         .agg(F.min("current_ms").alias("current_ms"))
@@ -85,7 +86,7 @@ def cdc_latency(spark: SparkSession, settings: Settings, since: str | None = Non
     if to_silver.isEmpty():
         return
     p50, p99, n = percentiles(to_silver, "to_silver_ms")
-    span = changes.where(F.col("op") != "r").agg(
+    span = committed.agg(
         F.count("*").alias("n"),
         (F.max(F.unix_millis("changed_at")) - F.min(F.unix_millis("changed_at"))).alias("ms"),
     ).first()

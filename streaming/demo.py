@@ -94,12 +94,11 @@ def run_demo(
         # PostgreSQL and Connect come up (half a minute or more) while Spark and the shop's
         # streams start: orders reach bronze without waiting for the database.
         capture = settings.profile.postgres is not None and settings.profile.kafka_connect is not None
-        capture_ready = threading.Event()
         capture_error: list[BaseException] = []
         if capture:
             capturing = threading.Thread(
                 target=_start_change_capture_in_background,
-                args=(settings, out, stop_services, capture_ready, capture_error),
+                args=(settings, out, stop_services, capture_error),
                 name="change-capture",
                 daemon=True,
             )
@@ -118,11 +117,14 @@ def run_demo(
         ]
         cdc = [s for s in settings.pipeline.sources if s.kind == "cdc"]
         cdc_rate = max(rate / 10, 1)  # customers change a tenth as often as orders arrive
-        if cdc and capture:
+        if cdc and capturing is not None:
             # Customers change in PostgreSQL (once it and Debezium run); Debezium brings every
             # commit to Kafka.
+            starting = capturing
+
             def customers_in_postgres() -> WorkloadReport:
-                while not capture_ready.wait(0.5):
+                while starting.is_alive():
+                    starting.join(0.5)
                     if stop.is_set():
                         return WorkloadReport()
                 if capture_error:
@@ -230,7 +232,6 @@ def _start_change_capture_in_background(
     settings: Settings,
     out: IO[str],
     stop_services: list[Callable[[], object]],
-    ready: threading.Event,
     errors: list[BaseException],
 ) -> None:
     try:
@@ -238,19 +239,15 @@ def _start_change_capture_in_background(
     except BaseException as exc:  # the customers' generator reports it and stops the demo
         log.error("change data capture did not start: %s", exc)
         errors.append(exc)
-    finally:
-        ready.set()
 
 
 def _start_change_capture(
     settings: Settings, out: IO[str], stop_services: list[Callable[[], object]]
-) -> bool:
-    """PostgreSQL and Kafka Connect with Debezium, when the profile configures them; what
-    this call started is stopped by `stop_services` at the end. Returns whether customer
-    changes come from the database."""
+) -> None:
+    """PostgreSQL and Kafka Connect with Debezium, as the profile configures them; what this
+    call started is stopped by `stop_services` at the end."""
     profile = settings.profile
-    if profile.postgres is None or profile.kafka_connect is None:
-        return False
+    assert profile.postgres is not None and profile.kafka_connect is not None
     if profile.local_postgres is not None:
         database = LocalPostgres(settings)
         pg_status, started = database.up()
@@ -272,7 +269,6 @@ def _start_change_capture(
         statuses = worker.apply_connectors()
     for connector in statuses:
         print(connector.describe(), file=out)
-    return True
 
 
 def _start_ui(
