@@ -264,6 +264,15 @@ class SparkSettings(_Frozen):
     log_config: str | None = Field(
         "infra/spark/log4j2.properties", description="the driver's log4j2 config (local runs)"
     )
+    driver_java_options: str | None = Field(
+        None,
+        description="more options for the driver's JVM (e.g. JIT or GC flags), read when it starts",
+    )
+    class_data_sharing: bool = Field(
+        True,
+        description="start the driver from the class-data-sharing archive `headwater "
+        "jvm-archive` records (make setup does), when there is one",
+    )
     extra_conf: dict[str, str] = Field(default_factory=dict)
 
 

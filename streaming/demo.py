@@ -93,7 +93,9 @@ def run_demo(
         ensure_topics(settings.profile.kafka, settings.pipeline.sources)
         # PostgreSQL and Connect come up (half a minute or more) while Spark and the shop's
         # streams start: orders reach bronze without waiting for the database.
-        capture = settings.profile.postgres is not None and settings.profile.kafka_connect is not None
+        capture = (
+            settings.profile.postgres is not None and settings.profile.kafka_connect is not None
+        )
         capture_error: list[BaseException] = []
         if capture:
             capturing = threading.Thread(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
+from streaming.session import driver_java_options
 
 log = logging.getLogger(__name__)
 JOBS = Path(__file__).resolve().parent / "jobs"
@@ -35,12 +36,9 @@ def submit_command(settings: Settings, layer: str, *, available_now: bool) -> li
     ]
     if settings.profile.spark.master:
         command += ["--master", settings.profile.spark.master]
-    log_config = settings.profile.spark.log_config
-    if log_config and Path(settings.resolve(log_config)).is_file():
-        command += [
-            "--driver-java-options",
-            f"-Dlog4j2.configurationFile=file:{settings.resolve(log_config)}",
-        ]
+    java_options = driver_java_options(settings)
+    if java_options:
+        command += ["--driver-java-options", java_options]
     command += [
         str(JOBS / f"{layer}.py"),
         "--conf",

@@ -14,7 +14,9 @@ DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 
-def spark_conf(settings: Settings, *, ui: bool | None = None) -> dict[str, str]:
+def spark_conf(
+    settings: Settings, *, ui: bool | None = None, java_options: str | None = None
+) -> dict[str, str]:
     """Spark settings for this profile: Delta, the jars from infra/, sizing for the machine.
 
     Raises DependencyError when Java or a jar is missing or versions disagree.
@@ -42,16 +44,35 @@ def spark_conf(settings: Settings, *, ui: bool | None = None) -> dict[str, str]:
     }
     if spark.master:
         conf["spark.master"] = spark.master
-    if spark.log_config and Path(settings.resolve(spark.log_config)).is_file():
-        # Read when the driver JVM starts: effective for sessions this process launches.
-        conf["spark.driver.extraJavaOptions"] = (
-            f"-Dlog4j2.configurationFile=file:{settings.resolve(spark.log_config)}"
-        )
+    # Read when the driver JVM starts: effective for sessions this process launches.
+    # `java_options` (recording the class-data-sharing archive) replace the archive's use.
+    options = driver_java_options(settings, archive=java_options is None)
+    options = " ".join(o for o in (options, java_options) if o)
+    if options:
+        conf["spark.driver.extraJavaOptions"] = options
     conf.update(spark.extra_conf)
     return conf
 
 
-def build_spark_session(settings: Settings, *, ui: bool | None = None) -> SparkSession:
+def driver_java_options(settings: Settings, *, archive: bool = True) -> str:
+    """The driver JVM's options from the profile: its log4j2 config, the class-data-sharing
+    archive (when `archive` and there is one), then any others."""
+    from streaming.jvm_archive import archive_java_options
+
+    spark = settings.profile.spark
+    options = []
+    if spark.log_config and Path(settings.resolve(spark.log_config)).is_file():
+        options.append(f"-Dlog4j2.configurationFile=file:{settings.resolve(spark.log_config)}")
+    if archive:
+        options.append(archive_java_options(settings))
+    if spark.driver_java_options:
+        options.append(spark.driver_java_options)
+    return " ".join(o for o in options if o)
+
+
+def build_spark_session(
+    settings: Settings, *, ui: bool | None = None, java_options: str | None = None
+) -> SparkSession:
     """The SparkSession for `settings`, or the active one with the same settings applied.
 
     Under spark-submit the master and jars given on the command line win over the profile.
@@ -64,7 +85,7 @@ def build_spark_session(settings: Settings, *, ui: bool | None = None) -> SparkS
         # that the hostname resolves to a loopback address).
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder
-    for key, value in spark_conf(settings, ui=ui).items():
+    for key, value in spark_conf(settings, ui=ui, java_options=java_options).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")

@@ -42,6 +42,12 @@ def has_delta_log(spark: SparkSession, path: str) -> bool:
     return any(status.getPath().getName().endswith(".json") for status in fs.listStatus(log))
 
 
+def all_delta_tables_exist(spark: SparkSession, paths: list[str]) -> bool:
+    """Whether every path holds a Delta table: a restarted stream skips working out the
+    schemas of tables it would only create (seconds of Spark analysis for a contract)."""
+    return all(has_delta_log(spark, path) for path in paths)
+
+
 def ensure_delta_table(
     spark: SparkSession, path: str, schema: StructType, partition_by: str | None = None
 ) -> None:

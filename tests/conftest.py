@@ -9,6 +9,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,29 @@ def write_conf(
     return load_settings(conf, "local", environ={})
 
 
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
-    """The one local SparkSession of the test run, built by headwater's own factory."""
+_SPARK: Future[SparkSession] | None = None
+
+
+def _build_session() -> SparkSession:
     from streaming.session import build_spark_session
 
-    settings = write_conf(tmp_path_factory.mktemp("spark"))
-    session = build_spark_session(settings)
+    return build_spark_session(write_conf(Path(tempfile.mkdtemp(prefix="headwater-spark-"))))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start the test run's Spark driver while pytest collects: the JVM starts on the other
+    core instead of after the imports."""
+    global _SPARK
+    if not session.config.option.collectonly:
+        _SPARK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark").submit(
+            _build_session
+        )
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """The one local SparkSession of the test run, built by headwater's own factory."""
+    session = _SPARK.result() if _SPARK is not None else _build_session()
     yield session
     session.stop()
 

@@ -18,7 +18,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 from streaming.batches import start_foreach_batch
 from streaming.config import Settings
 from streaming.gold.definitions import GoldTable, evaluate, with_keys
-from streaming.tables import ensure_delta_table
+from streaming.tables import ensure_delta_table, has_delta_log
 
 LAYER = "gold"
 
@@ -78,8 +78,11 @@ def changes_stream(spark: SparkSession, settings: Settings, table: GoldTable) ->
 
 def ensure_gold_table(spark: SparkSession, settings: Settings, table: GoldTable) -> None:
     """Create the gold table with the schema its SQL gives."""
+    path = settings.table_path(LAYER, table.name)
+    if has_delta_log(spark, path):
+        return
     empty = evaluate(spark, settings, table).limit(0)
-    ensure_delta_table(spark, settings.table_path(LAYER, table.name), empty.schema)
+    ensure_delta_table(spark, path, empty.schema)
 
 
 def start_gold(

@@ -39,7 +39,7 @@ from streaming.silver.events import (
     quarantine_rows,
     silver_rows,
 )
-from streaming.tables import ensure_delta_tables
+from streaming.tables import all_delta_tables_exist, ensure_delta_tables
 
 
 def event_contract(settings: Settings, source: Source) -> Contract | None:
@@ -75,23 +75,23 @@ def ensure_event_tables(
     spark: SparkSession, settings: Settings, source: Source, contract: Contract
 ) -> None:
     """Create silver, quarantine and duplicates tables of a topic with their schemas."""
+    paths = [
+        settings.table_path(BRONZE, source.table_name),
+        settings.table_path(SILVER, contract.silver_table),
+        settings.table_path(QUARANTINE, source.table_name),
+        settings.table_path(DUPLICATES, source.table_name),
+    ]
+    if all_delta_tables_exist(spark, paths):
+        return
     empty = check_records(spark.createDataFrame([], BRONZE_SCHEMA), contract)
     silver = silver_rows(empty, contract)
     ensure_delta_tables(
         spark,
         [
-            (settings.table_path(BRONZE, source.table_name), BRONZE_SCHEMA, PARTITION_COLUMN),
-            (settings.table_path(SILVER, contract.silver_table), silver.schema, EVENT_DATE),
-            (
-                settings.table_path(QUARANTINE, source.table_name),
-                quarantine_rows(empty).schema,
-                "ingest_date",
-            ),
-            (
-                settings.table_path(DUPLICATES, source.table_name),
-                duplicate_rows(silver, contract.fields.id).schema,
-                "ingest_date",
-            ),
+            (paths[0], BRONZE_SCHEMA, PARTITION_COLUMN),
+            (paths[1], silver.schema, EVENT_DATE),
+            (paths[2], quarantine_rows(empty).schema, "ingest_date"),
+            (paths[3], duplicate_rows(silver, contract.fields.id).schema, "ingest_date"),
         ],
     )
 
@@ -135,9 +135,19 @@ def ensure_cdc_tables(
     spark: SparkSession, settings: Settings, source: Source, contract: CdcContract
 ) -> None:
     """Create the changes, current-state and history tables of a CDC topic."""
+    table = contract.silver_table
+    paths = [
+        settings.table_path(BRONZE, source.table_name),
+        settings.table_path(SILVER, f"{table}_changes"),
+        settings.table_path(SILVER, table),
+        settings.table_path(SILVER, f"{table}_history"),
+        settings.table_path(QUARANTINE, source.table_name),
+        settings.table_path(DUPLICATES, source.table_name),
+    ]
+    if all_delta_tables_exist(spark, paths):
+        return
     empty = parse_changes(spark.createDataFrame([], BRONZE_SCHEMA), contract)
     changes = change_rows(empty, contract)
-    table = contract.silver_table
     dups = changes.select(
         F.col("_change_key").alias("event_id"),
         "kafka_topic",
@@ -150,24 +160,12 @@ def ensure_cdc_tables(
     ensure_delta_tables(
         spark,
         [
-            (settings.table_path(BRONZE, source.table_name), BRONZE_SCHEMA, PARTITION_COLUMN),
-            (settings.table_path(SILVER, f"{table}_changes"), changes.schema, None),
-            (
-                settings.table_path(SILVER, table),
-                current_rows(changes, contract).drop("op").schema,
-                None,
-            ),
-            (
-                settings.table_path(SILVER, f"{table}_history"),
-                history_rows(changes, contract).schema,
-                None,
-            ),
-            (
-                settings.table_path(QUARANTINE, source.table_name),
-                quarantine_rows(empty).schema,
-                "ingest_date",
-            ),
-            (settings.table_path(DUPLICATES, source.table_name), dups.schema, "ingest_date"),
+            (paths[0], BRONZE_SCHEMA, PARTITION_COLUMN),
+            (paths[1], changes.schema, None),
+            (paths[2], current_rows(changes, contract).drop("op").schema, None),
+            (paths[3], history_rows(changes, contract).schema, None),
+            (paths[4], quarantine_rows(empty).schema, "ingest_date"),
+            (paths[5], dups.schema, "ingest_date"),
         ],
     )
 

@@ -15,7 +15,6 @@ from streaming.quality.expectations import (
     conf_specs,
     latest_days,
     table_specs,
-    validate,
 )
 from tests.conftest import write_conf
 
@@ -139,45 +138,6 @@ def test_conf_in_set_keeps_its_values() -> None:
     assert spec == ExpectationSpec(
         "currency.in_set", "currency", "in_set", {"value_set": ("EUR",)}, "warn"
     )
-
-
-def test_validate_reports_each_expectation_with_its_bad_values(spark: SparkSession) -> None:
-    rows = [
-        (f"id-{i}", "EUR" if i % 10 else "XXX", float(i - 2), f"id-{i % 25}") for i in range(30)
-    ]
-    frame = spark.createDataFrame(
-        rows, "event_id string, currency string, amount double, ref string"
-    )
-    specs = [
-        ExpectationSpec("event_id.unique", "event_id", "unique"),
-        ExpectationSpec("currency.enum", "currency", "in_set", {"value_set": ("EUR", "USD")}),
-        ExpectationSpec("amount.minimum", "amount", "between", {"min_value": 0.0}, "warn"),
-        ExpectationSpec("ref.unique", "ref", "unique"),
-        ExpectationSpec("coupon.required", "coupon", "not_null"),
-    ]
-    unique, enum, minimum, ref, missing = validate(frame, specs)
-    assert (unique.spec, unique.success, unique.element_count, unique.unexpected_count) == (
-        specs[0],
-        True,
-        30,
-        0,
-    )
-    # i = 0, 10, 20 carry XXX; amounts -2 and -1 break the minimum.
-    assert (enum.success, enum.unexpected_count, enum.unexpected_sample) == (
-        False,
-        3,
-        ("XXX", "XXX", "XXX"),
-    )
-    assert (minimum.success, minimum.unexpected_count, sorted(minimum.unexpected_sample)) == (
-        False,
-        2,
-        [-2.0, -1.0],
-    )
-    assert minimum.spec.criticality == "warn"
-    # ids 0-4 occur twice each: 10 rows are not unique.
-    assert (ref.success, ref.unexpected_count) == (False, 10)
-    assert sorted(set(ref.unexpected_sample)) == [f"id-{i}" for i in range(5)]
-    assert not missing.success and missing.exception is not None and "coupon" in missing.exception
 
 
 def test_latest_days_keeps_the_two_newest_days_present(spark: SparkSession) -> None:

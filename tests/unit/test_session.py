@@ -22,15 +22,6 @@ def test_session_has_delta_and_test_sizing(spark: SparkSession) -> None:
     assert "delta-spark_4.2_2.13" in jars and "spark-sql-kafka-0-10_2.13" in jars
 
 
-def test_delta_round_trip(spark: SparkSession, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    spark.range(3).write.format("delta").save(str(tmp_path / "t"))
-    assert sorted(r.id for r in spark.read.format("delta").load(str(tmp_path / "t")).collect()) == [
-        0,
-        1,
-        2,
-    ]
-
-
 def test_defaults_size_shuffles_for_the_machine_and_extra_conf_wins(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = write_conf(
         tmp_path,

@@ -1,0 +1,172 @@
+"""The Spark driver's class-data-sharing archive (JVM AppCDS).
+
+A Spark driver loads about twenty thousand classes (Spark SQL, Delta, the Kafka connector)
+from jars at every start: read, parsed and verified each time, which is most of a cold start
+on two cores. `headwater jvm-archive` (run by `make setup`) starts a driver once with
+`-XX:ArchiveClassesAtExit`, runs the pipeline's own code over a few demo records on a
+throw-away lake, and keeps the archive the JVM writes at exit. Every later driver (the demo,
+`headwater stream`, spark-submit jobs, Dagster runs, tests) maps those classes from it.
+
+The archive's name carries what it was made from (the Java executable, pyspark's version,
+the jar folder and its jars), so a changed environment finds no archive and starts as
+before; the JVM also refuses an archive from another build of itself, quietly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+
+from streaming.config import LakeSettings, Settings
+from streaming.errors import HeadwaterError
+
+ARCHIVE_DIR = ".cds"
+# The JVM reports why it cannot use or write an archive on stdout: not the user's concern.
+QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+WORKLOAD_RECORDS = 60
+
+
+def archive_path(settings: Settings) -> Path:
+    """Where the driver's archive for this Java, pyspark and jar folder lives."""
+    from importlib import metadata
+
+    jars_dir = Path(settings.resolve(settings.profile.spark.jars_dir)).resolve()
+    java = shutil.which("java") or "java"
+    identity = "|".join(
+        [
+            os.path.realpath(java),
+            metadata.version("pyspark"),
+            str(jars_dir),
+            *sorted(p.name for p in jars_dir.glob("*.jar")),
+        ]
+    )
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return jars_dir / ARCHIVE_DIR / f"driver-{key}.jsa"
+
+
+def archive_java_options(settings: Settings) -> str:
+    """The driver's JVM options that use the archive, or "" when it is off or not built."""
+    if not settings.profile.spark.class_data_sharing:
+        return ""
+    path = archive_path(settings)
+    return f"-XX:SharedArchiveFile={path} {QUIET}" if path.is_file() else ""
+
+
+def build_archive(settings: Settings) -> Path:
+    """Record the archive for `settings` (a minute on two cores); returns its path.
+
+    The recording driver runs in a child process: the JVM writes the archive when it exits.
+    Raises HeadwaterError when the recording fails.
+    """
+    path = archive_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recording = path.with_suffix(f".{os.getpid()}.recording")
+    recording.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "streaming.jvm_archive",
+        str(settings.conf_dir),
+        settings.profile_name,
+        str(recording),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not recording.is_file():
+        recording.unlink(missing_ok=True)
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise HeadwaterError(
+            "could not record the Spark driver's class-data-sharing archive: "
+            + (" | ".join(tail) or f"exit code {done.returncode}")
+        )
+    for old in path.parent.glob("driver-*.jsa"):
+        old.unlink()
+    recording.replace(path)
+    return path
+
+
+def _record(settings: Settings, recording: Path) -> None:
+    """Run a driver that writes its archive to `recording` at exit: the pipeline's own code
+    (bronze rows, silver of every contract, gold) over a few demo records on a temporary lake."""
+    from streaming.runner import run_streams
+    from streaming.session import build_spark_session
+
+    with tempfile.TemporaryDirectory(prefix="headwater-cds-") as scratch:
+        lake = LakeSettings(root=f"{scratch}/lake", checkpoints=f"{scratch}/checkpoints")
+        profile = settings.profile.model_copy(update={"lake": lake, "state_dir": scratch})
+        local = settings.model_copy(update={"profile": profile})
+        spark = build_spark_session(
+            local, ui=False, java_options=f"-XX:ArchiveClassesAtExit={recording} {QUIET}"
+        )
+        try:
+            _write_bronze(spark, local)
+            # The Kafka source's classes: a plan that would read a topic (nothing connects).
+            kafka = spark.readStream.format("kafka").option("subscribe", "headwater-cds")
+            kafka.option("kafka.bootstrap.servers", "127.0.0.1:1").load().printSchema()
+            # One events stream through silver: the classes every layer's queries share.
+            events = [s.topic for s in local.pipeline.sources if s.kind == "events"][:1]
+            run_streams(spark, local, events, available_now=True, layers=("silver",), owner="cds")
+        finally:
+            spark.stop()
+
+
+def _write_bronze(spark: object, settings: Settings) -> None:
+    """Bronze tables of the demo shop's records (faults included) for every source."""
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    from streaming.bronze import BRONZE_SCHEMA, PARTITION_COLUMN, to_bronze
+    from streaming.generator.customers import CustomerChanges
+    from streaming.generator.shop import FaultRates, Record, ShopSimulator
+
+    assert isinstance(spark, SparkSession)
+    start = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+    events = [s for s in settings.pipeline.sources if s.kind == "events"]
+    for source in settings.pipeline.sources[:1]:
+        feed: Iterable[Record]
+        if source.kind == "cdc":
+            feed = CustomerChanges(1, start, initial=20, topic=source.topic)
+        else:
+            payments = events[1].topic if len(events) > 1 else source.topic
+            feed = ShopSimulator(
+                1,
+                start,
+                faults=FaultRates.parse("all"),
+                orders_topic=events[0].topic,
+                payments_topic=payments,
+            )
+        rows = [
+            (r.key, r.value, r.topic, 0, offset, start, 0, list(r.headers))
+            for offset, r in enumerate(islice(feed, WORKLOAD_RECORDS))
+            if r.topic == source.topic
+        ]
+        kafka = spark.createDataFrame(
+            rows,
+            "key binary, value binary, topic string, partition int, offset long, "
+            "timestamp timestamp, timestampType int, headers array<struct<key: string, "
+            "value: binary>>",
+        )
+        to_bronze(kafka, ingest_time=F.lit(start)).select(BRONZE_SCHEMA.fieldNames()).write.format(
+            "delta"
+        ).partitionBy(PARTITION_COLUMN).mode("append").save(
+            settings.table_path("bronze", source.table_name)
+        )
+
+
+def main(argv: list[str]) -> int:
+    from streaming.config import load_settings
+
+    conf_dir, profile, recording = argv
+    _record(load_settings(Path(conf_dir), profile), Path(recording))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,61 @@
+"""The engines behind the session headwater builds, end to end on real files: a Delta table
+written and read back, and a Great Expectations validation of a Spark DataFrame. Each is
+seconds of first-use class loading and planning in a JVM, so they sit outside the fast unit
+tier."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import SparkSession
+
+from streaming.quality.expectations import ExpectationSpec, validate
+
+pytestmark = pytest.mark.integration
+
+
+def test_delta_round_trip(spark: SparkSession, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spark.range(3).write.format("delta").save(str(tmp_path / "t"))
+    assert sorted(r.id for r in spark.read.format("delta").load(str(tmp_path / "t")).collect()) == [
+        0,
+        1,
+        2,
+    ]
+
+
+def test_validate_reports_each_expectation_with_its_bad_values(spark: SparkSession) -> None:
+    rows = [
+        (f"id-{i}", "EUR" if i % 10 else "XXX", float(i - 2), f"id-{i % 25}") for i in range(30)
+    ]
+    frame = spark.createDataFrame(
+        rows, "event_id string, currency string, amount double, ref string"
+    )
+    specs = [
+        ExpectationSpec("event_id.unique", "event_id", "unique"),
+        ExpectationSpec("currency.enum", "currency", "in_set", {"value_set": ("EUR", "USD")}),
+        ExpectationSpec("amount.minimum", "amount", "between", {"min_value": 0.0}, "warn"),
+        ExpectationSpec("ref.unique", "ref", "unique"),
+        ExpectationSpec("coupon.required", "coupon", "not_null"),
+    ]
+    unique, enum, minimum, ref, missing = validate(frame, specs)
+    assert (unique.spec, unique.success, unique.element_count, unique.unexpected_count) == (
+        specs[0],
+        True,
+        30,
+        0,
+    )
+    # i = 0, 10, 20 carry XXX; amounts -2 and -1 break the minimum.
+    assert (enum.success, enum.unexpected_count, enum.unexpected_sample) == (
+        False,
+        3,
+        ("XXX", "XXX", "XXX"),
+    )
+    assert (minimum.success, minimum.unexpected_count, sorted(minimum.unexpected_sample)) == (
+        False,
+        2,
+        [-2.0, -1.0],
+    )
+    assert minimum.spec.criticality == "warn"
+    # ids 0-4 occur twice each: 10 rows are not unique.
+    assert (ref.success, ref.unexpected_count) == (False, 10)
+    assert sorted(set(ref.unexpected_sample)) == [f"id-{i}" for i in range(5)]
+    assert not missing.success and missing.exception is not None and "coupon" in missing.exception
