@@ -393,10 +393,10 @@ def _jvm_archive(settings: Settings, _args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "up": _up,
-    "jvm-archive": _jvm_archive,
     "down": _down,
     "status": _status,
     "check": _check,
+    "jvm-archive": _jvm_archive,
     "generate": _generate,
     "stream": _stream,
     "demo": _demo,

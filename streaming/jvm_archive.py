@@ -20,18 +20,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from streaming.config import LakeSettings, Settings
+from streaming.config import LakeSettings, Settings, Source
 from streaming.errors import HeadwaterError
 
 ARCHIVE_DIR = ".cds"
 # The JVM reports why it cannot use or write an archive on stdout: not the user's concern.
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 WORKLOAD_RECORDS = 60
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def archive_path(settings: Settings) -> Path:
@@ -94,10 +97,17 @@ def build_archive(settings: Settings) -> Path:
 
 def _record(settings: Settings, recording: Path) -> None:
     """Run a driver that writes its archive to `recording` at exit: the pipeline's own code
-    (bronze rows, silver of every contract, gold) over a few demo records on a temporary lake."""
+    on a temporary lake (a bronze table of demo records, its silver stream to rest, and a
+    Kafka source's plan), which loads the classes every layer's queries share."""
     from streaming.runner import run_streams
     from streaming.session import build_spark_session
 
+    events = [s for s in settings.pipeline.sources if s.kind == "events" and s.silver][:1]
+    if not events:
+        raise HeadwaterError(
+            "recording the class-data-sharing archive needs an events source with silver in "
+            "conf/pipeline.yaml"
+        )
     with tempfile.TemporaryDirectory(prefix="headwater-cds-") as scratch:
         lake = LakeSettings(root=f"{scratch}/lake", checkpoints=f"{scratch}/checkpoints")
         profile = settings.profile.model_copy(update={"lake": lake, "state_dir": scratch})
@@ -106,58 +116,38 @@ def _record(settings: Settings, recording: Path) -> None:
             local, ui=False, java_options=f"-XX:ArchiveClassesAtExit={recording} {QUIET}"
         )
         try:
-            _write_bronze(spark, local)
-            # The Kafka source's classes: a plan that would read a topic (nothing connects).
+            _write_bronze(spark, local, events[0])
             kafka = spark.readStream.format("kafka").option("subscribe", "headwater-cds")
-            kafka.option("kafka.bootstrap.servers", "127.0.0.1:1").load().printSchema()
-            # One events stream through silver: the classes every layer's queries share.
-            events = [s.topic for s in local.pipeline.sources if s.kind == "events"][:1]
-            run_streams(spark, local, events, available_now=True, layers=("silver",), owner="cds")
+            _ = kafka.option("kafka.bootstrap.servers", "127.0.0.1:1").load().schema
+            topics = [events[0].topic]
+            run_streams(spark, local, topics, available_now=True, layers=("silver",), owner="cds")
         finally:
             spark.stop()
 
 
-def _write_bronze(spark: object, settings: Settings) -> None:
-    """Bronze tables of the demo shop's records (faults included) for every source."""
-    from pyspark.sql import SparkSession
+def _write_bronze(spark: SparkSession, settings: Settings, source: Source) -> None:
+    """The bronze table of `source`: the demo shop's records for it, every fault included."""
     from pyspark.sql import functions as F
 
     from streaming.bronze import BRONZE_SCHEMA, PARTITION_COLUMN, to_bronze
-    from streaming.generator.customers import CustomerChanges
-    from streaming.generator.shop import FaultRates, Record, ShopSimulator
+    from streaming.generator.shop import FaultRates, ShopSimulator
 
-    assert isinstance(spark, SparkSession)
     start = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
-    events = [s for s in settings.pipeline.sources if s.kind == "events"]
-    for source in settings.pipeline.sources[:1]:
-        feed: Iterable[Record]
-        if source.kind == "cdc":
-            feed = CustomerChanges(1, start, initial=20, topic=source.topic)
-        else:
-            payments = events[1].topic if len(events) > 1 else source.topic
-            feed = ShopSimulator(
-                1,
-                start,
-                faults=FaultRates.parse("all"),
-                orders_topic=events[0].topic,
-                payments_topic=payments,
-            )
-        rows = [
-            (r.key, r.value, r.topic, 0, offset, start, 0, list(r.headers))
-            for offset, r in enumerate(islice(feed, WORKLOAD_RECORDS))
-            if r.topic == source.topic
-        ]
-        kafka = spark.createDataFrame(
-            rows,
-            "key binary, value binary, topic string, partition int, offset long, "
-            "timestamp timestamp, timestampType int, headers array<struct<key: string, "
-            "value: binary>>",
-        )
-        to_bronze(kafka, ingest_time=F.lit(start)).select(BRONZE_SCHEMA.fieldNames()).write.format(
-            "delta"
-        ).partitionBy(PARTITION_COLUMN).mode("append").save(
-            settings.table_path("bronze", source.table_name)
-        )
+    shop = ShopSimulator(1, start, faults=FaultRates.parse("all"), orders_topic=source.topic)
+    rows = [
+        (r.key, r.value, r.topic, 0, offset, start, 0, list(r.headers))
+        for offset, r in enumerate(islice(shop, WORKLOAD_RECORDS))
+        if r.topic == source.topic
+    ]
+    kafka = spark.createDataFrame(
+        rows,
+        "key binary, value binary, topic string, partition int, offset long, timestamp "
+        "timestamp, timestampType int, headers array<struct<key: string, value: binary>>",
+    )
+    bronze = to_bronze(kafka, ingest_time=F.lit(start)).select(BRONZE_SCHEMA.fieldNames())
+    bronze.write.format("delta").partitionBy(PARTITION_COLUMN).mode("append").save(
+        settings.table_path("bronze", source.table_name)
+    )
 
 
 def main(argv: list[str]) -> int:
