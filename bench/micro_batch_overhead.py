@@ -77,7 +77,8 @@ def spark_submit_run(conf: str, profile: str) -> float:
     from streaming.deploy import submit_command
 
     settings = load_settings(Path(conf), profile)
-    return timed(submit_command(settings, "pipeline", available_now=True))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}  # as `headwater run` does
+    return timed(submit_command(settings, "pipeline", available_now=True), env=env)
 
 
 def main() -> int:
