@@ -4,6 +4,7 @@ gets its own conf directory, topics and lake paths, so tests never share state."
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import tempfile
@@ -89,12 +90,13 @@ def write_conf(
 
 
 _SPARK: Future[SparkSession] | None = None
+_SPARK_ROOT = Path(tempfile.gettempdir()) / f"headwater-spark-{os.getpid()}"
 
 
 def _build_session() -> SparkSession:
     from streaming.session import build_spark_session
 
-    return build_spark_session(write_conf(Path(tempfile.mkdtemp(prefix="headwater-spark-"))))
+    return build_spark_session(write_conf(_SPARK_ROOT))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -113,6 +115,7 @@ def spark() -> Iterator[SparkSession]:
     session = _SPARK.result() if _SPARK is not None else _build_session()
     yield session
     session.stop()
+    shutil.rmtree(_SPARK_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ tier."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pyspark.sql import SparkSession
 
@@ -13,13 +15,10 @@ from streaming.quality.expectations import ExpectationSpec, validate
 pytestmark = pytest.mark.integration
 
 
-def test_delta_round_trip(spark: SparkSession, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_delta_round_trip(spark: SparkSession, tmp_path: Path) -> None:
     spark.range(3).write.format("delta").save(str(tmp_path / "t"))
-    assert sorted(r.id for r in spark.read.format("delta").load(str(tmp_path / "t")).collect()) == [
-        0,
-        1,
-        2,
-    ]
+    rows = spark.read.format("delta").load(str(tmp_path / "t")).collect()
+    assert sorted(r.id for r in rows) == [0, 1, 2]
 
 
 def test_validate_reports_each_expectation_with_its_bad_values(spark: SparkSession) -> None:
