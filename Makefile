@@ -43,7 +43,7 @@ $(JARS_STAMP): infra/pom.xml infra/maven/spark/pom.xml infra/maven/kafka/pom.xml
 jvm-archive: $(JVM_ARCHIVE_STAMP)
 
 $(JVM_ARCHIVE_STAMP): $(PY_STAMP) $(JARS_STAMP)
-	@echo "headwater: recording the Spark driver's class-data-sharing archive (about a minute)"
+	@echo "headwater: recording the Spark driver's class-data-sharing archive (one to two minutes)"
 	@$(BIN)/headwater jvm-archive || echo "headwater: Spark will start without the archive (the reason is above)"
 	touch $@
 
