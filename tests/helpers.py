@@ -6,11 +6,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from pyspark.sql import SparkSession
 
 from streaming.bronze import LAYER
 from streaming.config import Settings
+from streaming.delta_log import latest_version, live_rows
 from streaming.generator.producer import Delivered, produce
 from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
@@ -18,6 +20,7 @@ from streaming.tables import read_delta
 
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 Coordinate = tuple[str, int, int]
+T = TypeVar("T")
 
 
 def produce_shop(
@@ -45,6 +48,31 @@ def bronze_records(
         for r in table.select("topic", "partition", "offset", "key", "value").collect():
             found[(r.topic, r.partition, r.offset, _bytes(r.key), _bytes(r.value))] += 1
     return found
+
+
+def table_rows(settings: Settings, *qualified: str) -> int:
+    """Rows of the named tables ('layer.table'; 0 for a table not yet written), read from
+    their Delta logs: cheap enough to poll while a stream writes, unlike a Spark count."""
+    return sum(live_rows(settings.table_path_by_name(name)) or 0 for name in qualified)
+
+
+def on_new_commits(settings: Settings, qualified: str, check: Callable[[], T]) -> Callable[[], T]:
+    """`check` (a Spark read of table `qualified`) run again only once the table has a new
+    commit; in between, its last answer. For polling a value a count cannot show."""
+    seen: dict[str, tuple[int | None, T]] = {}
+
+    def polled() -> T:
+        version = latest_version(settings.table_path_by_name(qualified))
+        if "last" not in seen or seen["last"][0] != version:
+            seen["last"] = (version, check())
+        return seen["last"][1]
+
+    return polled
+
+
+def bronze_rows(settings: Settings) -> int:
+    """Rows of every source's bronze table, from the Delta logs."""
+    return table_rows(settings, *(f"{LAYER}.{s.table_name}" for s in settings.pipeline.sources))
 
 
 def expected_records(

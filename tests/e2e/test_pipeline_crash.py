@@ -30,9 +30,15 @@ from streaming.gold.definitions import load_gold_tables
 from streaming.kafka_client import end_offsets, ensure_topics
 from streaming.reconcile import reconcile, reconcile_gold, reconcile_topic
 from streaming.runner import run_streams
-from streaming.tables import read_delta, read_table
 from tests.gold_oracle import actual_gold, expected_gold
-from tests.helpers import START, bronze_records, expected_records, wait_until
+from tests.helpers import (
+    START,
+    bronze_records,
+    bronze_rows,
+    expected_records,
+    table_rows,
+    wait_until,
+)
 from tests.integration.test_silver_events import coordinates, oracle
 
 pytestmark = pytest.mark.e2e
@@ -44,20 +50,8 @@ CHANGES, CHANGES_PER_S = 480, 0.8
 KILL_WITHIN_ROWS = 100  # each kill comes 1..100 rows of its layer into a run
 
 
-def silver_rows(spark: SparkSession, settings: Settings) -> int:
-    total = 0
-    for name in ("silver.orders", "silver.payments", "silver.customers_changes"):
-        table = read_table(spark, settings, name)
-        total += table.count() if table is not None else 0
-    return total
-
-
-def bronze_rows(spark: SparkSession, settings: Settings) -> int:
-    total = 0
-    for source in settings.pipeline.sources:
-        table = read_delta(spark, settings.table_path("bronze", source.table_name))
-        total += table.count() if table is not None else 0
-    return total
+def silver_rows(settings: Settings) -> int:
+    return table_rows(settings, "silver.orders", "silver.payments", "silver.customers_changes")
 
 
 def test_sigkill_of_the_pipeline_changes_no_result(
@@ -119,7 +113,7 @@ def test_sigkill_of_the_pipeline_changes_no_result(
             # The early kills come while bronze writes (silver may not have started), the
             # last once silver has written: together they hit every layer's start and batches.
             layer_rows = bronze_rows if kill < KILLS - 1 else silver_rows
-            before = layer_rows(spark, shop)
+            before = layer_rows(shop)
             with log.open("ab") as out:
                 process = subprocess.Popen(
                     [
@@ -142,11 +136,11 @@ def test_sigkill_of_the_pipeline_changes_no_result(
                 p: subprocess.Popen[bytes] = process,
                 t: int = target,
                 b: int = before,
-                rows_of: Callable[[SparkSession, Settings], int] = layer_rows,
+                rows_of: Callable[[Settings], int] = layer_rows,
             ) -> bool:
                 if p.poll() is not None:
                     return True
-                rows = rows_of(spark, shop)
+                rows = rows_of(shop)
                 producing = any(thread.is_alive() for thread in producers)
                 return rows >= t or (not producing and rows > b)
 
@@ -155,7 +149,7 @@ def test_sigkill_of_the_pipeline_changes_no_result(
                     kill_now,
                     300,
                     f"{layer_rows.__name__} to pass {target} (kill {kill + 1})",
-                    poll_s=2.0,
+                    poll_s=0.2,
                 )
                 assert process.poll() is None, log.read_text()[-3000:]
             finally:

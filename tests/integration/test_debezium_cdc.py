@@ -44,7 +44,7 @@ from streaming.services.kafka_connect import (
 )
 from streaming.services.postgres import connect
 from streaming.tables import read_table
-from tests.helpers import START, wait_until
+from tests.helpers import START, on_new_commits, table_rows, wait_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -181,10 +181,9 @@ def test_postgres_changes_reach_silver_exactly_through_debezium_across_sigkills(
             wait_until_running(worker.rest, connector_name(connector_files(settings)[0]), 120)
             # The pipeline dies mid-stream once silver has applied changes.
             wait_until(
-                lambda: process.poll() is not None or silver_count(spark, settings) > 0,
+                lambda: process.poll() is not None or table_rows(settings, "silver.customers") > 0,
                 300,
                 "silver.customers rows",
-                poll_s=2.0,
             )
             assert process.poll() is None, (tmp_path / "pipeline.log").read_text()[-3000:]
         finally:
@@ -285,7 +284,10 @@ def change_country_then_add_a_column(
         shop = ShopSimulator(5, START, orders_topic=orders, payments_topic=payments)
         shop.customers = [PROBE]
         produce(settings.profile.kafka, shop, count=6)
-        wait_until(lambda: gold_country(spark, settings) == "DE", 240, "the probe in gold")
+        country = on_new_commits(
+            settings, "gold.customer_orders", lambda: gold_country(spark, settings)
+        )
+        wait_until(lambda: country() == "DE", 240, "the probe in gold")
         db.execute(
             "UPDATE public.customers SET country = 'FR', updated_at = now() WHERE customer_id = %s",
             [PROBE],
@@ -293,10 +295,10 @@ def change_country_then_add_a_column(
         db.commit()
         committed = time.monotonic()
         wait_until(
-            lambda: gold_country(spark, settings) == "FR",
+            lambda: country() == "FR",
             240,
             "the new country in gold",
-            poll_s=0.5,
+            poll_s=0.2,
         )
         to_gold = time.monotonic() - committed
     assert settings.profile.postgres is not None
@@ -308,11 +310,7 @@ def change_country_then_add_a_column(
             [PROBE],
         )
         admin.commit()
-    wait_until(lambda: quarantined(spark, settings) != [], 240, "the change with a new column")
+    quarantine = f"quarantine.{settings.pipeline.sources[2].table_name}"
+    wait_until(lambda: table_rows(settings, quarantine) > 0, 240, "the change with a new column")
     [reasons] = quarantined(spark, settings)
     return to_gold, reasons
-
-
-def silver_count(spark: SparkSession, settings: Settings) -> int:
-    table = read_table(spark, settings, "silver.customers")
-    return table.count() if table is not None else 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from streaming.delta_log import DeltaLogError, live_rows
 from streaming.quality.expectations import ExpectationSpec, validate
 
 pytestmark = pytest.mark.integration
@@ -19,6 +20,41 @@ def test_delta_round_trip(spark: SparkSession, tmp_path: Path) -> None:
     spark.range(3).write.format("delta").save(str(tmp_path / "t"))
     rows = spark.read.format("delta").load(str(tmp_path / "t")).collect()
     assert sorted(r.id for r in rows) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("deletion_vectors", [False, True])
+def test_live_rows_from_the_log_agree_with_spark_through_appends_deletes_and_merges(
+    spark: SparkSession, tmp_path: Path, deletion_vectors: bool
+) -> None:
+    from delta.tables import DeltaTable
+
+    path = str(tmp_path / "t")
+    assert live_rows(path) is None
+    (
+        spark.range(100)
+        .repartition(4)
+        .write.format("delta")
+        .option("delta.enableDeletionVectors", str(deletion_vectors).lower())
+        .save(path)
+    )
+    spark.range(100, 130).write.format("delta").mode("append").save(f"file:{path}")
+    counts = [(live_rows(path), spark.read.format("delta").load(path).count())]
+    table = DeltaTable.forPath(spark, path)
+    table.delete("id % 7 = 0")
+    counts.append((live_rows(f"file://{path}"), table.toDF().count()))
+    (
+        table.alias("t")
+        .merge(spark.range(120, 160).alias("s"), "t.id = s.id")
+        .whenMatchedDelete()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    counts.append((live_rows(path), table.toDF().count()))
+    # 19 multiples of 7 below 130 deleted; the merge deletes 120..129 but 126 (9) and adds
+    # 126 and 130..159 (31).
+    assert counts == [(130, 130), (111, 111), (133, 133)]
+    with pytest.raises(DeltaLogError, match="not on local disk"):
+        live_rows("s3a://lake/t")
 
 
 def test_validate_reports_each_expectation_with_its_bad_values(spark: SparkSession) -> None:

@@ -33,8 +33,15 @@ from streaming.kafka_client import ensure_topics
 from streaming.locks import Holder, StreamBusy, holder
 from streaming.progress import read_heartbeats
 from streaming.runner import run_streams
-from streaming.tables import read_delta
-from tests.helpers import START, bronze_records, expected_records, produce_shop, wait_until
+from tests.helpers import (
+    START,
+    bronze_records,
+    bronze_rows,
+    expected_records,
+    produce_shop,
+    table_rows,
+    wait_until,
+)
 from tests.integration.test_silver_events import coordinates, oracle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
@@ -164,19 +171,19 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def landed(spark: SparkSession, settings: Settings) -> int:
-    """Rows of silver, quarantine and duplicates: every bronze event lands in exactly one."""
-    total = 0
-    for source in settings.pipeline.sources:
-        silver = "orders" if source.topic.endswith("orders") else "payments"
-        for path in (
-            settings.table_path("silver", silver),
-            settings.table_path("quarantine", source.table_name),
-            settings.table_path("duplicates", source.table_name),
-        ):
-            table = read_delta(spark, path)
-            total += table.count() if table is not None else 0
-    return total
+def landed(settings: Settings) -> int:
+    """Rows of silver, quarantine and duplicates (from their Delta logs): every bronze event
+    lands in exactly one."""
+    return table_rows(
+        settings,
+        "silver.orders",
+        "silver.payments",
+        *(
+            f"{layer}.{s.table_name}"
+            for s in settings.pipeline.sources
+            for layer in ("quarantine", "duplicates")
+        ),
+    )
 
 
 def delta_logs(settings: Settings) -> dict[str, list[str]]:
@@ -248,14 +255,10 @@ def test_a_killed_continuous_run_is_restarted_once_and_nothing_is_lost_or_double
         wait_until(
             lambda: (
                 first.poll() is not None
-                or (
-                    bronze_records(spark, pipeline).total() == len(sent)
-                    and landed(spark, pipeline) == len(sent)
-                )
+                or (bronze_rows(pipeline) == len(sent) and landed(pipeline) == len(sent))
             ),
             START_S,
             "the continuous run to catch up with the first 200 records",
-            poll_s=2.0,
         )
         assert first.poll() is None, dagster.log_tail()
 
@@ -297,10 +300,9 @@ def test_a_killed_continuous_run_is_restarted_once_and_nothing_is_lost_or_double
         producer.start()
         try:
             wait_until(
-                lambda: bronze_records(spark, pipeline).total() >= len(sent) + 60,
+                lambda: bronze_rows(pipeline) >= len(sent) + 60,
                 START_S,
                 "the live events to reach bronze",
-                poll_s=2.0,
             )
             victim = held_by_run(pipeline, run_1)
             assert victim is not None
@@ -358,14 +360,10 @@ def test_a_killed_continuous_run_is_restarted_once_and_nothing_is_lost_or_double
         wait_until(
             lambda: (
                 second.poll() is not None
-                or (
-                    bronze_records(spark, pipeline).total() == len(sent)
-                    and landed(spark, pipeline) == len(sent)
-                )
+                or (bronze_rows(pipeline) == len(sent) and landed(pipeline) == len(sent))
             ),
             START_S,
             f"the restarted run to catch up with all {len(sent)} records",
-            poll_s=2.0,
         )
         assert second.poll() is None, dagster.log_tail()
         stop_run(dagster, second, pipeline, run_2)
