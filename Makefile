@@ -30,7 +30,7 @@ $(PY_STAMP): pyproject.toml
 ## Maven Central
 jars: $(JARS_STAMP)
 
-$(JARS_STAMP): infra/pom.xml infra/maven/spark/pom.xml infra/maven/kafka/pom.xml infra/maven/connect/pom.xml infra/maven/debezium/pom.xml
+$(JARS_STAMP): infra/pom.xml infra/maven/spark/pom.xml infra/maven/kafka/pom.xml infra/maven/connect/pom.xml infra/maven/debezium/pom.xml infra/maven/localfs/pom.xml $(wildcard infra/maven/localfs/src/main/java/io/headwater/fs/*.java)
 	@command -v java >/dev/null || { echo "headwater: Java was not found: install a JDK 17 (apt-get install openjdk-17-jdk-headless)"; exit 2; }
 	@command -v mvn >/dev/null || { echo "headwater: Maven was not found: install it (apt-get install maven)"; exit 2; }
 	rm -rf infra/jars

@@ -273,6 +273,12 @@ class SparkSettings(_Frozen):
         description="start the driver from the class-data-sharing archive `headwater "
         "jvm-archive` records (make setup does), when there is one",
     )
+    fork_free_local_fs: bool = Field(
+        True,
+        description="local paths through headwater's file system (infra/maven/localfs), which "
+        "sets permissions and reads links with java.nio instead of forking chmod and readlink "
+        "for every file, when its jar is built",
+    )
     extra_conf: dict[str, str] = Field(default_factory=dict)
 
 

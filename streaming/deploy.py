@@ -19,7 +19,8 @@ from pathlib import Path
 
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
-from streaming.session import driver_java_options
+from streaming.session import driver_java_options, local_fs_conf
+from streaming.versions import spark_jars
 
 log = logging.getLogger(__name__)
 JOBS = Path(__file__).resolve().parent / "jobs"
@@ -39,6 +40,14 @@ def submit_command(settings: Settings, layer: str, *, available_now: bool) -> li
     java_options = driver_java_options(settings)
     if java_options:
         command += ["--driver-java-options", java_options]
+    jars = spark_jars(Path(settings.resolve(settings.profile.spark.jars_dir)))
+    if settings.profile.spark.fork_free_local_fs and jars.local_fs is not None:
+        # From the driver's start: spark-submit itself reads the file system first.
+        for key, value in local_fs_conf(jars.local_fs).items():
+            if key == "spark.driver.extraClassPath":
+                command += ["--driver-class-path", value]
+            else:
+                command += ["--conf", f"{key}={value}"]
     command += [
         str(JOBS / f"{layer}.py"),
         "--conf",

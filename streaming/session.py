@@ -44,6 +44,8 @@ def spark_conf(
     }
     if spark.master:
         conf["spark.master"] = spark.master
+    if spark.fork_free_local_fs and jars.local_fs is not None:
+        conf.update(local_fs_conf(jars.local_fs))
     # Read when the driver JVM starts: effective for sessions this process launches.
     # `java_options` (recording the class-data-sharing archive) replace the archive's use.
     options = driver_java_options(settings, archive=java_options is None)
@@ -52,6 +54,25 @@ def spark_conf(
         conf["spark.driver.extraJavaOptions"] = options
     conf.update(spark.extra_conf)
     return conf
+
+
+LOCAL_FS = "io.headwater.fs.NioLocalFileSystem"
+LOCAL_FS_CONTEXT = "io.headwater.fs.NioLocalFs"
+
+
+def local_fs_conf(jar: Path) -> dict[str, str]:
+    """Hadoop's file: scheme through headwater's file system (infra/maven/localfs), for the
+    FileSystem API (data files) and FileContext (checkpoint and Delta log renames). Without
+    Hadoop's native library, the stock one forks `chmod` per file created and `readlink` per
+    rename: a fork of the driver's JVM, several per micro-batch of every stream. The jar is on
+    the JVMs' class path from their start, as Hadoop resolves file systems before spark.jars
+    are loaded."""
+    return {
+        "spark.driver.extraClassPath": str(jar),
+        "spark.executor.extraClassPath": str(jar),
+        "spark.hadoop.fs.file.impl": LOCAL_FS,
+        "spark.hadoop.fs.AbstractFileSystem.file.impl": LOCAL_FS_CONTEXT,
+    }
 
 
 def driver_java_options(settings: Settings, *, archive: bool = True) -> str:

@@ -35,6 +35,10 @@ class SparkJars:
     delta_version: str
     delta_spark_line: str
     kafka_connector_version: str
+    local_fs: Path | None = None  # headwater-localfs-*.jar (infra/maven/localfs), when built
+
+
+LOCAL_FS_JAR = "headwater-localfs-"
 
 
 def installed_version(distribution: str) -> str:
@@ -94,6 +98,7 @@ def spark_jars(jars_dir: Path) -> SparkJars:
         delta_version=delta.group("version"),
         delta_spark_line=delta.group("line"),
         kafka_connector_version=connector.group("version"),
+        local_fs=next((p for n, p in sorted(names.items()) if n.startswith(LOCAL_FS_JAR)), None),
     )
     check_agreement(jars, installed_version("pyspark"), installed_version("delta-spark"))
     return jars

@@ -57,6 +57,50 @@ def test_live_rows_from_the_log_agree_with_spark_through_appends_deletes_and_mer
         live_rows("s3a://lake/t")
 
 
+def test_local_file_system_keeps_hadoop_permissions_renames_and_links(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """headwater's file system (java.nio instead of forked chmod/readlink) behaves as Hadoop's:
+    created files and directories get their permissions (umask applied), FileContext renames
+    overwrite, links are seen as Hadoop's own sees them."""
+    jvm = spark._jvm
+    assert jvm is not None
+    hadoop = spark._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    fs_api = jvm.org.apache.hadoop.fs
+    path = fs_api.Path(f"file://{tmp_path}/a")
+    fs = path.getFileSystem(hadoop)
+    assert fs.getClass().getName() == "io.headwater.fs.NioLocalFileSystem"
+    out = fs.create(path, True)
+    out.write(b"first")
+    out.close()
+    umask = jvm.org.apache.hadoop.fs.permission.FsPermission.getUMask(hadoop).toShort()
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / ".a.crc").is_file()  # still the checksummed file system
+    directory = fs_api.Path(f"file://{tmp_path}/d")
+    assert fs.mkdirs(directory, jvm.org.apache.hadoop.fs.permission.FsPermission(0o750))
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750 & ~umask
+
+    context = fs_api.FileContext.getFileContext(hadoop)
+    assert context.getDefaultFileSystem().getClass().getName() == "io.headwater.fs.NioLocalFs"
+    (tmp_path / "b").write_bytes(b"second")
+    overwrite = spark.sparkContext._gateway.new_array(fs_api.Options.Rename, 1)  # type: ignore[union-attr]
+    overwrite[0] = fs_api.Options.Rename.OVERWRITE
+    context.rename(fs_api.Path(f"file://{tmp_path}/b"), path, overwrite)
+    assert (tmp_path / "a").read_bytes() == b"second" and not (tmp_path / "b").exists()
+    # Links are seen as Hadoop's own local file system sees them.
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    stock = fs_api.RawLocalFileSystem()
+    stock.initialize(path.toUri(), hadoop)
+    for name in ("link", "a"):
+        where = fs_api.Path(f"file://{tmp_path}/{name}")
+        ours, theirs = context.getFileLinkStatus(where), stock.getFileLinkStatus(where)
+        assert (ours.isSymlink(), ours.getLen(), ours.isFile()) == (
+            theirs.isSymlink(),
+            theirs.getLen(),
+            theirs.isFile(),
+        )
+
+
 def test_validate_reports_each_expectation_with_its_bad_values(spark: SparkSession) -> None:
     rows = [
         (f"id-{i}", "EUR" if i % 10 else "XXX", float(i - 2), f"id-{i % 25}") for i in range(30)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
-from streaming.session import DELTA_CATALOG, DELTA_EXTENSION, spark_conf
+from streaming.deploy import submit_command
+from streaming.session import (
+    DELTA_CATALOG,
+    DELTA_EXTENSION,
+    LOCAL_FS,
+    LOCAL_FS_CONTEXT,
+    spark_conf,
+)
 from tests.conftest import write_conf
 
 pytestmark = pytest.mark.unit
@@ -38,3 +45,18 @@ def test_defaults_size_shuffles_for_the_machine_and_extra_conf_wins(tmp_path) ->
 def test_master_left_to_spark_submit_when_null(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = write_conf(tmp_path, spark={"master": None})
     assert "spark.master" not in spark_conf(settings)
+
+
+def test_local_paths_go_through_headwater_file_system_unless_turned_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    on = spark_conf(write_conf(tmp_path / "on"))
+    jar = on["spark.driver.extraClassPath"]
+    assert jar.endswith(".jar") and "headwater-localfs-" in jar and jar in on["spark.jars"]
+    assert on["spark.executor.extraClassPath"] == jar
+    assert on["spark.hadoop.fs.file.impl"] == LOCAL_FS
+    assert on["spark.hadoop.fs.AbstractFileSystem.file.impl"] == LOCAL_FS_CONTEXT
+    # spark-submit reads the file system before the application runs: given from its start.
+    command = submit_command(write_conf(tmp_path / "submit"), "silver", available_now=True)
+    assert command[command.index("--driver-class-path") + 1] == jar
+    assert f"spark.hadoop.fs.file.impl={LOCAL_FS}" in command
+    off = spark_conf(write_conf(tmp_path / "off", spark={"fork_free_local_fs": False}))
+    assert not {k for k in off if "extraClassPath" in k or k.startswith("spark.hadoop.fs.")}
