@@ -41,6 +41,10 @@ def spark_conf(
         "spark.sql.streaming.stopActiveRunOnRestart": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.sql.warehouse.dir": str(settings.state_dir / "spark-warehouse"),
+        # Every stream's batches generate code; Spark keeps 100 compiled classes by default,
+        # too few for the pipeline's queries in one driver: the rest are compiled again (and
+        # JIT-compiled again) batch after batch. README: Figures.
+        "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
     }
     if spark.master:
         conf["spark.master"] = spark.master
@@ -56,6 +60,7 @@ def spark_conf(
     return conf
 
 
+CODEGEN_CACHE_ENTRIES = 2000
 LOCAL_FS = "io.headwater.fs.NioLocalFileSystem"
 LOCAL_FS_CONTEXT = "io.headwater.fs.NioLocalFs"
 
