@@ -14,7 +14,7 @@ duplicate test compares Kafka coordinates, so a replay classifies every record t
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -127,15 +127,24 @@ class EventBatchWriter:
         # which every later step would otherwise analyse again. The batch is read once, here
         # (Spark counts every read of it in the progress's numInputRows).
         checked = self.compiled.apply(batch).localCheckpoint(eager=True)
-        if checked.isEmpty():
+        # One job for what the batch holds: its rows, the failed ones and the valid rows'
+        # event dates (each further action is planned, code-generated and run on its own).
+        valid_date = F.when(F.size(ERRORS) == 0, F.to_date(F.col(self.contract.fields.event_time)))
+        found = checked.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count(F.when(F.size(ERRORS) > 0, 1)).alias("failed"),
+            F.min(valid_date).alias("lo"),
+            F.max(valid_date).alias("hi"),
+        ).first()
+        if found is None or found.rows == 0:
             checked.unpersist()
             return
         try:
-            failed = checked.where(F.size(ERRORS) > 0).count()
-            if failed < checked.count():
+            failed = found.failed
+            if failed < found.rows:
                 valid = silver_rows(checked, self.contract).persist()
                 firsts, later_in_batch = first_per_id(valid, self.id_column)
-                new, repeated = self._split_seen(spark, valid, firsts)
+                new, repeated = self._split_seen(spark, firsts, found.lo, found.hi)
                 append_once(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
                 dups = duplicate_rows(later_in_batch.unionByName(repeated), self.id_column)
                 append_once(
@@ -154,16 +163,15 @@ class EventBatchWriter:
             checked.unpersist()
 
     def _split_seen(
-        self, spark: SparkSession, valid: DataFrame, firsts: DataFrame
+        self, spark: SparkSession, firsts: DataFrame, lo: date | None, hi: date | None
     ) -> tuple[DataFrame, DataFrame]:
+        """(firsts not seen before, firsts silver already holds), given the valid rows'
+        earliest and latest event dates."""
         silver = read_delta(spark, self.silver_path)
-        bounds = valid.agg(F.min(EVENT_DATE).alias("lo"), F.max(EVENT_DATE).alias("hi")).first()
-        if silver is None or bounds is None or bounds.lo is None:
+        if silver is None or lo is None or hi is None:
             return firsts, firsts.limit(0)
         # The horizon: an earlier copy within a day either side of the batch's event dates.
-        window = silver.where(
-            F.col(EVENT_DATE).between(F.lit(bounds.lo - HORIZON), F.lit(bounds.hi + HORIZON))
-        )
+        window = silver.where(F.col(EVENT_DATE).between(F.lit(lo - HORIZON), F.lit(hi + HORIZON)))
         repeated = seen_before(firsts, window, self.id_column)
         return firsts.join(
             repeated.select(*KAFKA_COLUMNS), list(KAFKA_COLUMNS), "left_anti"
