@@ -34,10 +34,9 @@ class Freshness:
         if self.last_commit is None:
             return f"{self.table} does not exist yet (SLA {self.sla_minutes:g} min)"
         state = "within" if self.ok else "breaches"
-        return (
-            f"{self.table}: last commit {self.minutes_stale:.1f} min ago, "
-            f"{state} its SLA of {self.sla_minutes:g} min"
-        )
+        stale = self.minutes_stale or 0.0
+        ago = f"{stale * 60:.1f} s" if stale < 1 else f"{stale:.1f} min"
+        return f"{self.table}: last commit {ago} ago, {state} its SLA of {self.sla_minutes:g} min"
 
 
 def last_commit_time(spark: SparkSession, path: str) -> datetime | None:

@@ -272,7 +272,9 @@ def test_freshness_against_the_sla_at_a_given_time() -> None:
     stale = Freshness("silver.orders", now - timedelta(minutes=20), 15.0, now)
     assert fresh.ok and fresh.minutes_stale == pytest.approx(4.0)
     assert not stale.ok and stale.minutes_stale == pytest.approx(20.0)
-    assert "breaches its SLA of 15 min" in stale.describe()
+    assert stale.describe() == "silver.orders: last commit 20.0 min ago, breaches its SLA of 15 min"
+    recent = Freshness("bronze.orders", now - timedelta(seconds=12), 0.1, now)
+    assert recent.describe() == "bronze.orders: last commit 12.0 s ago, breaches its SLA of 0.1 min"
     assert not Freshness("silver.orders", None, 5.0, now).ok
 
 

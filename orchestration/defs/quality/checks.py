@@ -311,7 +311,8 @@ def freshness_result(key: dg.AssetKey, found: Freshness) -> dg.AssetCheckResult:
     }
     if found.last_commit is not None and found.minutes_stale is not None:
         metadata["last_commit"] = dg.MetadataValue.text(found.last_commit.isoformat())
-        metadata["minutes_stale"] = dg.MetadataValue.float(round(found.minutes_stale, 2))
+        # Unrounded: an SLA can be under a minute, and a breach must show a figure above it.
+        metadata["minutes_stale"] = dg.MetadataValue.float(found.minutes_stale)
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=FRESHNESS,
