@@ -30,17 +30,21 @@ def local_path(location: str) -> Path:
     return Path(location)
 
 
+def _commits(location: str) -> list[Path]:
+    """The table's JSON commit files, oldest first (none if no table is there)."""
+    log = local_path(location) / "_delta_log"
+    return sorted(p for p in log.glob("*.json") if COMMIT.match(p.name))
+
+
 def latest_version(location: str) -> int | None:
     """The table's latest commit version; None if no table is there."""
-    log = local_path(location) / "_delta_log"
-    versions = [int(p.name[:20]) for p in log.glob("*.json") if COMMIT.match(p.name)]
-    return max(versions) if versions else None
+    commits = _commits(location)
+    return int(commits[-1].name[:20]) if commits else None
 
 
 def live_rows(location: str) -> int | None:
     """Rows in the Delta table at `location` as of its latest commit; None if no table is there."""
-    log = local_path(location) / "_delta_log"
-    commits = sorted(p for p in log.glob("*.json") if COMMIT.match(p.name)) if log.is_dir() else []
+    commits = _commits(location)
     if not commits:
         return None
     if int(commits[0].name[:20]) != 0:

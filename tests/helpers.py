@@ -59,13 +59,13 @@ def table_rows(settings: Settings, *qualified: str) -> int:
 def on_new_commits(settings: Settings, qualified: str, check: Callable[[], T]) -> Callable[[], T]:
     """`check` (a Spark read of table `qualified`) run again only once the table has a new
     commit; in between, its last answer. For polling a value a count cannot show."""
-    seen: dict[str, tuple[int | None, T]] = {}
+    last: list[tuple[int | None, T]] = []  # (version, answer) of the latest check
 
     def polled() -> T:
         version = latest_version(settings.table_path_by_name(qualified))
-        if "last" not in seen or seen["last"][0] != version:
-            seen["last"] = (version, check())
-        return seen["last"][1]
+        if not last or last[0][0] != version:
+            last[:] = [(version, check())]
+        return last[0][1]
 
     return polled
 
