@@ -19,7 +19,7 @@ from pathlib import Path
 
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
-from streaming.session import driver_java_options, local_fs_conf
+from streaming.session import driver_java_options, local_fs_class_paths, local_fs_conf
 from streaming.versions import spark_jars
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ def submit_command(settings: Settings, layer: str, *, available_now: bool) -> li
     jars = spark_jars(Path(settings.resolve(settings.profile.spark.jars_dir)))
     if settings.profile.spark.fork_free_local_fs and jars.local_fs is not None:
         # From the driver's start: spark-submit itself reads the file system first.
-        for key, value in local_fs_conf(jars.local_fs).items():
+        conf = local_fs_conf(jars.local_fs)
+        conf.update(local_fs_class_paths(jars.local_fs, settings.profile.spark.extra_conf))
+        for key, value in conf.items():
             if key == "spark.driver.extraClassPath":
                 command += ["--driver-class-path", value]
             else:

@@ -57,6 +57,10 @@ def spark_conf(
     if options:
         conf["spark.driver.extraJavaOptions"] = options
     conf.update(spark.extra_conf)
+    if spark.fork_free_local_fs and jars.local_fs is not None:
+        # A profile's own class path joins headwater's file system jar instead of replacing
+        # it (fs.file.impl names a class in it).
+        conf.update(local_fs_class_paths(jars.local_fs, spark.extra_conf))
     return conf
 
 
@@ -77,6 +81,18 @@ def local_fs_conf(jar: Path) -> dict[str, str]:
         "spark.executor.extraClassPath": str(jar),
         "spark.hadoop.fs.file.impl": LOCAL_FS,
         "spark.hadoop.fs.AbstractFileSystem.file.impl": LOCAL_FS_CONTEXT,
+    }
+
+
+CLASS_PATH_KEYS = ("spark.driver.extraClassPath", "spark.executor.extraClassPath")
+
+
+def local_fs_class_paths(jar: Path, extra_conf: dict[str, str]) -> dict[str, str]:
+    """The driver's and executors' class paths: headwater's file system jar first, then
+    whatever the profile's extra_conf puts there."""
+    return {
+        key: os.pathsep.join(p for p in (str(jar), extra_conf.get(key, "")) if p)
+        for key in CLASS_PATH_KEYS
     }
 
 

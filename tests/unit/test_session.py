@@ -61,3 +61,18 @@ def test_local_paths_go_through_headwater_file_system_unless_turned_off(tmp_path
     assert f"spark.hadoop.fs.file.impl={LOCAL_FS}" in command
     off = spark_conf(write_conf(tmp_path / "off", spark={"fork_free_local_fs": False}))
     assert not {k for k in off if "extraClassPath" in k or k.startswith("spark.hadoop.fs.")}
+
+
+def test_a_profile_class_path_joins_the_file_system_jar(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    theirs = "/opt/jdbc/driver.jar"
+    extra = {"spark.driver.extraClassPath": theirs, "spark.executor.extraClassPath": theirs}
+    settings = write_conf(tmp_path, spark={"extra_conf": extra})
+    conf = spark_conf(settings)
+    for key in extra:
+        first, second = conf[key].split(os.pathsep)
+        assert "headwater-localfs-" in first and second == theirs
+    command = submit_command(settings, "gold", available_now=False)
+    assert command[command.index("--driver-class-path") + 1] == conf["spark.driver.extraClassPath"]
+    assert f"spark.executor.extraClassPath={conf['spark.executor.extraClassPath']}" in command
