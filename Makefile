@@ -12,7 +12,7 @@ POSTGRES_STAMP := $(VENV)/.postgres
 JVM_ARCHIVE_STAMP := infra/jars/.jvm-archive
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit lint jars jvm-archive browser postgres up down status clean
+.PHONY: setup demo bench test test-unit lint jars jvm-archive browser postgres up down status clean
 
 ## setup: virtualenv with headwater and its pinned dependencies, the JVM jars, PostgreSQL,
 ## the Spark driver's class-data-sharing archive
@@ -81,6 +81,10 @@ $(POSTGRES_STAMP): | $(PY_STAMP)
 demo: setup
 	$(BIN)/headwater demo
 
+## bench: the benchmark (bench/README.md): limit, baseline and headwater, results in bench/results/
+bench: setup
+	$(BIN)/headwater bench $(BENCH_ARGS)
+
 ## test: set up, lint, type-check and run every test tier
 test: setup lint browser
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -90,7 +94,7 @@ test-unit: setup
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check streaming orchestration tests
+	$(BIN)/ruff check streaming orchestration tests bench
 	$(BIN)/mypy
 
 up down status: setup

@@ -26,7 +26,7 @@ STOCK = {
 }
 
 
-def measure(spark: Any, overrides: dict[str, str], files: int) -> dict[str, float]:
+def measure(spark: Any, overrides: dict[str, str], files: int) -> dict[str, Any]:
     jvm = spark._jvm
     conf = jvm.org.apache.hadoop.conf.Configuration(spark._jsc.hadoopConfiguration())
     conf.set("fs.file.impl.disable.cache", "true")

@@ -5,6 +5,7 @@ headwater generate ...                the demo shop's events into Kafka
 headwater stream bronze ...           Kafka -> bronze streams (what spark-submit runs too)
 headwater replay --topic T ...        re-read a topic into bronze; what bronze holds is not doubled
 headwater demo                        all of it in the foreground
+headwater bench [--quick]             the benchmark: limit, baseline, headwater (bench/)
 headwater check                       Java, jars and versions agree
 headwater jvm-archive                 record the Spark driver's class-data-sharing archive
 """
@@ -104,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
         help="every contract loads, compiles, and each version is compatible with the one before",
     )
 
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark: limit, baseline and headwater in one run (`bench --help` for options)",
+        add_help=False,
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+
     run = commands.add_parser(
         "run", help="the whole pipeline, deployed as conf/pipeline.yaml's deployment.mode says"
     )
@@ -151,7 +159,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_args = [*extra, *args.bench_args]  # the harness parses its own options
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     configure_logging(args.verbose)
     try:
         settings = load_settings(args.conf, args.profile)
@@ -391,7 +404,15 @@ def _jvm_archive(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from bench.run import main as bench_main
+
+    conf = ["--conf", str(settings.conf_dir), "--profile", settings.profile_name]
+    return bench_main([*conf, *args.bench_args])
+
+
 _COMMANDS = {
+    "bench": _bench,
     "up": _up,
     "down": _down,
     "status": _status,

@@ -1,0 +1,154 @@
+"""What a benchmark reads back after a run, without Spark: Delta logs, data files, stream
+checkpoints and the driver JVM's /proc entries.
+
+A row is visible when the Delta commit that added its file lands (the commit file's mtime);
+its freshness is that moment minus its Kafka timestamp. A gold table has no per-row Kafka
+timestamp: a silver commit is visible in gold when the gold query's batch whose end offset
+covers it has committed (its checkpoint's commits/<batch> file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from streaming.delta_log import _commits, local_path
+
+
+@dataclass(frozen=True)
+class Commit:
+    version: int
+    landed_ms: int  # mtime of the commit file: when readers can see it
+    rows_added: int  # rows of files added with dataChange (appends, MERGE inserts)
+    files_added: tuple[str, ...]
+
+
+def commits(location: str) -> list[Commit]:
+    """The table's commits, oldest first."""
+    found = []
+    for path in _commits(location):
+        rows, files = 0, []
+        for line in path.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            add = action.get("add")
+            if add and add.get("dataChange", True):
+                files.append(add["path"])
+                rows += json.loads(add.get("stats") or "{}").get("numRecords", 0)
+        found.append(
+            Commit(int(path.name[:20]), path.stat().st_mtime_ns // 1_000_000, rows, tuple(files))
+        )
+    return found
+
+
+def live_files(location: str) -> int:
+    """Data files the table's latest version references."""
+    files: set[str] = set()
+    for path in _commits(location):
+        for line in path.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "add" in action:
+                files.add(action["add"]["path"])
+            elif "remove" in action:
+                files.discard(action["remove"]["path"])
+    return len(files)
+
+
+def row_freshness_ms(location: str, since_ms: int = 0) -> list[int]:
+    """For every row whose Kafka timestamp is at or after `since_ms`: commit landed - Kafka
+    timestamp, in milliseconds. The table needs a `kafka_timestamp` column."""
+    root = local_path(location)
+    found: list[int] = []
+    for commit in commits(location):
+        for file in commit.files_added:
+            column = pq.read_table(root / file, columns=["kafka_timestamp"]).column(0)
+            for ts in column.cast("timestamp[ms]").cast("int64").to_pylist():
+                if ts is not None and ts >= since_ms:
+                    found.append(commit.landed_ms - ts)
+    return found
+
+
+def version_landed_ms(location: str) -> dict[int, int]:
+    return {c.version: c.landed_ms for c in commits(location)}
+
+
+def table_id(location: str) -> str:
+    """The Delta table's id (metaData.id), as a Delta source's offsets name it."""
+    for path in _commits(location):
+        for line in path.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "metaData" in action:
+                return str(action["metaData"]["id"])
+    raise ValueError(f"{location} has no metaData action")
+
+
+def visible_downstream_ms(checkpoint: str, source_location: str) -> dict[int, int]:
+    """Source table version -> when the stream checkpointed at `checkpoint` had committed a
+    batch that read it (the mtime of commits/<batch>), for every version it read."""
+    source = table_id(source_location)
+    done: list[tuple[int, int]] = []  # (batch end version, exclusive), committed at
+    root = local_path(checkpoint)
+    for commit_file in sorted((root / "commits").glob("[0-9]*"), key=lambda p: int(p.name)):
+        offsets = root / "offsets" / commit_file.name
+        if not offsets.is_file():
+            continue
+        for line in offsets.read_text().splitlines()[2:]:
+            offset = json.loads(line) if line.strip().startswith("{") else {}
+            if offset.get("reservoirId") == source:
+                end = int(offset["reservoirVersion"]) + (1 if offset.get("index", -1) >= 0 else 0)
+                done.append((end, commit_file.stat().st_mtime_ns // 1_000_000))
+    visible: dict[int, int] = {}
+    for version in version_landed_ms(source_location):
+        at = next((ms for end, ms in done if end > version), None)
+        if at is not None:
+            visible[version] = at
+    return visible
+
+
+def downstream_freshness_ms(upstream: str, checkpoint: str, since_ms: int = 0) -> list[int]:
+    """Freshness of the upstream table's rows (Kafka timestamp at or after `since_ms`) in the
+    table the stream at `checkpoint` keeps: its batch covering the row's commit, committed."""
+    visible = visible_downstream_ms(checkpoint, upstream)
+    root = local_path(upstream)
+    found: list[int] = []
+    for commit in commits(upstream):
+        at = visible.get(commit.version)
+        if at is None:
+            continue
+        for file in commit.files_added:
+            column = pq.read_table(root / file, columns=["kafka_timestamp"]).column(0)
+            for ts in column.cast("timestamp[ms]").cast("int64").to_pylist():
+                if ts is not None and ts >= since_ms:
+                    found.append(at - ts)
+    return found
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), nearest rank; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return float(ordered[rank])
+
+
+@dataclass(frozen=True)
+class ProcessUsage:
+    cpu_s: float  # user + system CPU seconds so far
+    peak_rss_mib: float  # high-water mark of resident memory
+
+
+def process_usage(pid: int) -> ProcessUsage:
+    """CPU seconds and peak memory of a process so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return ProcessUsage(cpu, peak)

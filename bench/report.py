@@ -1,0 +1,142 @@
+"""The benchmark's results as files: JSON (every figure and the machine), a Markdown table and
+PNG plots. Ratios, not absolute times, carry the verdict."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+LAYERS = ("bronze", "silver", "gold")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if not a or not b:
+        return None
+    return round(a / b, 3)
+
+
+def verdict(results: dict[str, Any]) -> dict[str, Any]:
+    """The ratios and the p99 freshness per layer, from the sides run."""
+    sides = results["sides"]
+
+    def rate(side: str) -> float | None:
+        found = sides.get(side, {}).get("throughput_rps")
+        return None if found is None else float(found)
+
+    def p99(side: str, layer: str) -> float | None:
+        found = sides.get(side, {}).get("freshness_s", {}).get(layer, {}).get("p99")
+        return None if found is None or math.isnan(found) else float(found)
+
+    baseline = rate("baseline")
+    return {
+        "bronze_vs_baseline": _ratio(rate("bronze"), baseline),
+        "chain_vs_baseline": _ratio(rate("chain"), baseline),
+        "baseline_vs_limit": _ratio(baseline, results.get("limit", {}).get("throughput_rps")),
+        "freshness_p99_s": {
+            "bronze": p99("bronze", "bronze"),
+            "silver": p99("chain", "silver"),
+            "gold": p99("chain", "gold"),
+        },
+        "fixed_rate_below_baseline": (None if not baseline else results["plan"]["rate"] < baseline),
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    plan, machine = results["plan"], results["machine"]
+    lines = [
+        f"Benchmark {results['started']} ({results['mode']}, commit {machine['commit']}): "
+        f"{machine['cores']} cores, {machine['memory_gib']} GiB, {machine['cpu']}; "
+        f"pyspark {machine['pyspark']}, delta-spark {machine['delta_spark']}. "
+        f"Backlog {plan['backlog']} order events over {plan['partitions']} partitions; "
+        f"freshness at {plan['rate']:g} events/s for {plan['seconds']:g} s.",
+        "",
+        "| side | throughput (events/s) | freshness p50 / p95 / p99 (s) | CPU-s per M events "
+        "| driver peak RSS (MiB) | files at end |",
+        "|---|---|---|---|---|---|",
+    ]
+    limit = results.get("limit")
+    if limit:
+        lines.append(f"| limit (one Kafka consumer) | {limit['throughput_rps']:.0f} | | | | |")
+    for side, f in results["sides"].items():
+        fresh = "; ".join(
+            f"{layer} {v['p50']:.2f} / {v['p95']:.2f} / {v['p99']:.2f}"
+            for layer, v in f["freshness_s"].items()
+        )
+        files = ", ".join(f"{t} {n}" for t, n in f["files_at_end"].items())
+        lines.append(
+            f"| {side} | {f['throughput_rps']:.0f} | {fresh} | {f['cpu_s_per_million']:.0f} "
+            f"| {f['driver_peak_rss_mib']:.0f} | {files} |"
+        )
+    p99 = results["freshness_p99_s"]
+    lines += [
+        "",
+        "| ratio | value |",
+        "|---|---|",
+        f"| bronze / baseline throughput | {results['bronze_vs_baseline']} |",
+        f"| full chain / baseline throughput | {results['chain_vs_baseline']} |",
+        f"| baseline / limit throughput | {results['baseline_vs_limit']} |",
+        f"| freshness p99 bronze / silver / gold (s) | {p99['bronze']} / {p99['silver']} / "
+        f"{p99['gold']} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plots(results: dict[str, Any], folder: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for side, f in results["sides"].items():
+        for layer, v in f["freshness_s"].items():
+            label = layer if side == "chain" else side
+            if side == "chain" or layer == side:
+                ax.plot(v["cdf"], range(101), label=label)
+    ax.set_xlabel("Kafka timestamp to visible in the table (s)")
+    ax.set_ylabel("percentile")
+    ax.set_title(f"Freshness at {results['plan']['rate']:g} events/s")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    written.append(_save(fig, folder / f"{stem}-freshness.png"))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for side, f in results["sides"].items():
+        points = f["throughput_over_time"]
+        total, xs, ys = 0, [], []
+        for t, rows in points:
+            total += rows
+            xs.append(t)
+            ys.append(total)
+        ax.plot(xs, ys, marker=".", label=f"{side} ({f['throughput_rps']:.0f}/s)")
+    ax.set_xlabel("seconds since the first commit")
+    ax.set_ylabel("backlog records in the entry table")
+    ax.set_title("Working off the backlog")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    written.append(_save(fig, folder / f"{stem}-throughput.png"))
+    plt.close("all")
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write(results: dict[str, Any], folder: Path, started: datetime) -> list[Path]:
+    """<time>.json, latest.json, latest.md and the plots (latest-*.png) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = started.strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps(results, indent=1, sort_keys=False)
+    dated = folder / f"{stem}.json"
+    dated.write_text(text)
+    latest = folder / "latest.json"
+    latest.write_text(text)
+    table = folder / "latest.md"
+    table.write_text(markdown(results))
+    return [dated, latest, table, *plots(results, folder, "latest")]

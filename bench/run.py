@@ -1,0 +1,232 @@
+"""The benchmark harness: limit, baseline and headwater measured in one run on this machine.
+
+    make bench                      # or: .venv/bin/headwater bench [options]
+    .venv/bin/python -m bench.run --quick
+
+One broker of the benchmark's own (free loopback ports, scratch state); each side gets its own
+topic holding the same records (same seed, same partitions) and its own lake, and runs in a
+fresh Spark driver (bench/side.py). Results: bench/results/<time>.json, latest.json,
+latest.md and PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import report
+from bench.limit import consumer_limit
+from bench.side import SIDES, orders, orders_source
+from bench.workspace import free_port, local_broker, scratch_settings
+from streaming.config import Settings
+from streaming.errors import HeadwaterError
+from streaming.generator.producer import produce
+from streaming.kafka_client import ensure_topics
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Plan:
+    backlog: int  # records each side works off (throughput)
+    rate: float  # records per second during the freshness phase
+    seconds: float  # length of the freshness phase
+    partitions: int  # of the benchmark topic
+    batches: int  # the backlog spread over at least this many micro-batches
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Plan:
+        quick = Plan(backlog=6_000, rate=50, seconds=8, partitions=3, batches=3)
+        full = Plan(backlog=200_000, rate=500, seconds=60, partitions=3, batches=10)
+        base = quick if args.quick else full
+        return Plan(
+            backlog=args.backlog or base.backlog,
+            rate=args.rate or base.rate,
+            seconds=args.seconds or base.seconds,
+            partitions=args.partitions or base.partitions,
+            batches=base.batches,
+        )
+
+
+class Progress:
+    """One line per step on stderr, with the time since the run started."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def step(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    ).stdout.strip()
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(memory_kib / 1024**2, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "pyspark": version("pyspark"),
+        "delta_spark": version("delta-spark"),
+        "commit": commit,
+    }
+
+
+def side_settings(
+    args: argparse.Namespace, plan: Plan, root: Path, side: str, port: int, run_id: str
+) -> Settings:
+    pipeline = yaml.safe_load((Path(args.conf) / "pipeline.yaml").read_text())
+    sources = [
+        {**s, "partitions": plan.partitions} if s["topic"].endswith("shop.orders") else s
+        for s in pipeline["sources"]
+    ]
+    return scratch_settings(
+        Path(args.conf),
+        args.profile,
+        root / side,
+        kafka_port=port,
+        topic_prefix=f"bench{run_id}{side}",
+        pipeline={
+            "sources": sources,
+            "bronze": {"max_offsets_per_trigger": max(1, plan.backlog // plan.batches)},
+        },
+    )
+
+
+def run_side(settings: Settings, side: str, plan: Plan, root: Path) -> dict[str, Any]:
+    out = root / f"{side}.json"
+    log = root / f"{side}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "bench.side",
+        "--conf",
+        str(settings.conf_dir),
+        "--profile",
+        settings.profile_name,
+        "--side",
+        side,
+        "--backlog",
+        str(plan.backlog),
+        "--rate",
+        str(plan.rate),
+        "--seconds",
+        str(plan.seconds),
+        "--out",
+        str(out),
+    ]
+    with log.open("w") as sink:
+        done = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO, check=False)
+    if done.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-15:]
+        raise HeadwaterError(f"benchmark side {side} failed (log {log}):\n" + "\n".join(tail))
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="headwater bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run in under 3 minutes")
+    parser.add_argument("--backlog", type=int, help="records each side works off")
+    parser.add_argument("--rate", type=float, help="records/s during the freshness phase")
+    parser.add_argument("--seconds", type=float, help="length of the freshness phase")
+    parser.add_argument("--partitions", type=int, help="partitions of the benchmark topic")
+    parser.add_argument("--sides", default=",".join(SIDES), help="which sides to run")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--conf", default=str(REPO / "conf"))
+    parser.add_argument("--profile", default="local")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch lake and logs")
+    args = parser.parse_args(argv)
+    plan = Plan.of(args)
+    sides = [s for s in args.sides.split(",") if s]
+    unknown = set(sides) - set(SIDES)
+    if unknown:
+        parser.error(
+            f"unknown side(s) {', '.join(sorted(unknown))}; choose from {', '.join(SIDES)}"
+        )
+    progress = Progress()
+    root = Path(tempfile.mkdtemp(prefix="headwater-bench-"))
+    run_id = uuid.uuid4().hex[:6]
+    port = free_port()
+    started = datetime.now(UTC)
+    results: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "plan": plan.__dict__,
+        "machine": machine(),
+        "sides": {},
+    }
+    try:
+        settings = {s: side_settings(args, plan, root, s, port, run_id) for s in sides}
+        any_settings = next(iter(settings.values()))
+        with local_broker(any_settings):
+            progress.step(f"broker up on 127.0.0.1:{port}; scratch {root}")
+            for side_conf in settings.values():
+                source = orders_source(side_conf)
+                ensure_topics(side_conf.profile.kafka, side_conf.pipeline.sources)
+                produce(side_conf.profile.kafka, orders(source.topic, seed=7), count=plan.backlog)
+            progress.step(
+                f"{plan.backlog} order events in each side's topic ({plan.partitions} partitions)"
+            )
+            topic = orders_source(any_settings).topic
+            results["limit"] = consumer_limit(any_settings, topic, plan.backlog)
+            progress.step(
+                f"limit: {results['limit']['throughput_rps']:.0f} records/s (one consumer)"
+            )
+            for side in sides:
+                progress.step(f"{side}: running (a Spark driver of its own)")
+                figures = run_side(settings[side], side, plan, root)
+                results["sides"][side] = figures
+                fresh = ", ".join(
+                    f"{layer} p99 {f['p99']:.2f} s" for layer, f in figures["freshness_s"].items()
+                )
+                progress.step(
+                    f"{side}: {figures['throughput_rps']:.0f} records/s; at {plan.rate:g}/s {fresh}"
+                )
+        results["seconds"] = round(time.monotonic() - progress.started, 1)
+        results.update(report.verdict(results))
+        written = report.write(results, Path(args.out), started)
+        progress.step(f"results: {', '.join(str(p) for p in written)}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,305 @@
+"""One side of the benchmark in a Spark driver of its own (the harness runs each in a fresh
+process, so CPU time and peak memory are that side's alone).
+
+Sides, all on the same topic contents, partitions, trigger and session settings:
+- baseline: Kafka -> Delta append of the raw records (key, value, coordinates), no parsing;
+- bronze: headwater's bronze stream of the topic, with progress recording;
+- chain: the demo configuration's every stream, bronze -> silver -> gold.
+
+Phase 1 (throughput): the topic holds a backlog; the side's streams start and work it off.
+Phase 2 (freshness): records arrive at a fixed rate for a fixed time while the streams run.
+
+    python -m bench.side --conf DIR --side chain --backlog N --rate R --seconds T --out FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.query import StreamingQuery
+
+from bench import measure
+from streaming.bronze import LAYER as BRONZE
+from streaming.config import Settings, Source, load_settings
+from streaming.delta_log import live_rows
+from streaming.generator.producer import produce
+from streaming.generator.shop import Record, ShopSimulator
+from streaming.gold.definitions import load_gold_tables
+from streaming.gold.maintain import LAYER as GOLD
+from streaming.kafka_client import spark_kafka_options
+from streaming.runner import LAYERS, run_streams
+from streaming.session import build_spark_session
+
+SIDES = ("baseline", "bronze", "chain")
+BASELINE_TABLE = "baseline"
+START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+
+
+def orders_source(settings: Settings) -> Source:
+    """The benchmark topic: the demo's orders topic (whatever prefix the workspace gave it)."""
+    return next(s for s in settings.pipeline.sources if s.topic.endswith("shop.orders"))
+
+
+def orders(topic: str, seed: int) -> Iterator[Record]:
+    """The shop's order events alone, sent to `topic`."""
+    for record in ShopSimulator(seed, START, rate=200.0, orders_topic=topic):
+        if record.topic == topic:
+            yield record
+
+
+def start_baseline(spark: SparkSession, settings: Settings, source: Source) -> StreamingQuery:
+    bronze = settings.pipeline.bronze
+    reader = (
+        spark.readStream.format("kafka")
+        .options(**spark_kafka_options(settings.profile.kafka))
+        .option("subscribe", source.topic)
+        .option("startingOffsets", "earliest")
+    )
+    if bronze.max_offsets_per_trigger is not None:
+        reader = reader.option("maxOffsetsPerTrigger", str(bronze.max_offsets_per_trigger))
+    return (
+        reader.load()
+        .select(
+            "key",
+            "value",
+            "topic",
+            "partition",
+            "offset",
+            F.col("timestamp").alias("kafka_timestamp"),
+        )
+        .writeStream.format("delta")
+        .queryName(BASELINE_TABLE)
+        .option("checkpointLocation", settings.checkpoint_path("bench", BASELINE_TABLE))
+        .trigger(processingTime=bronze.trigger_interval)
+        .start(settings.table_path("bench", BASELINE_TABLE))
+    )
+
+
+class Side:
+    """Where a side's rows land and how to tell that a number of records went all the way."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        source = orders_source(settings)
+        if name == "baseline":
+            self.entry = settings.table_path("bench", BASELINE_TABLE)
+        else:
+            self.entry = settings.table_path(BRONZE, source.table_name)
+        self.silver = settings.table_path("silver", "orders")
+        self.golds = (
+            {
+                t.name: (settings.table_path(GOLD, t.name), settings.checkpoint_path(GOLD, t.name))
+                for t in load_gold_tables(settings)
+                if any(s.table == "silver.orders" for s in t.sources)
+            }
+            if name == "chain"
+            else {}
+        )
+
+    def landed(self, records: int) -> bool:
+        """Whether `records` order events are visible in the side's last layer."""
+        if self.name != "chain":
+            return (live_rows(self.entry) or 0) >= records
+        if (live_rows(self.silver) or 0) < records:
+            return False
+        last = measure.commits(self.silver)[-1].version
+        return all(
+            last in measure.visible_downstream_ms(checkpoint, self.silver)
+            for _, checkpoint in self.golds.values()
+        )
+
+    def freshness_ms(self, since_ms: int) -> dict[str, list[int]]:
+        layers = {"bronze" if self.name == "bronze" else self.name: self.entry}
+        if self.name == "chain":
+            layers = {"bronze": self.entry, "silver": self.silver}
+        found = {layer: measure.row_freshness_ms(path, since_ms) for layer, path in layers.items()}
+        if self.golds:
+            per_gold = [
+                measure.downstream_freshness_ms(self.silver, checkpoint, since_ms)
+                for _, checkpoint in self.golds.values()
+            ]
+            # A row is fresh in gold when every gold table it feeds shows it.
+            found["gold"] = [max(values) for values in zip(*per_gold, strict=True)]
+        return found
+
+    def tables(self) -> dict[str, str]:
+        if self.name != "chain":
+            return {self.name: self.entry}
+        return {
+            "bronze": self.entry,
+            "silver.orders": self.silver,
+            **{f"gold.{name}": path for name, (path, _) in self.golds.items()},
+        }
+
+
+def wait_for(check: Callable[[], bool], deadline_s: float, what: str) -> float:
+    """Seconds until `check` held; TimeoutError naming `what` past the deadline."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > deadline_s:
+            raise TimeoutError(f"{what}: not done after {deadline_s:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def batch_breakdown(queries: list[StreamingQuery], since: datetime) -> dict[str, dict[str, float]]:
+    """Per query, the median of each durationMs part over its batches since `since`."""
+    found: dict[str, dict[str, float]] = {}
+    for query in queries:
+        batches = [
+            p
+            for p in query.recentProgress
+            if p.numInputRows > 0
+            and datetime.fromisoformat(p.timestamp.replace("Z", "+00:00")) >= since
+        ]
+        if batches:
+            parts = {key for p in batches for key in p.durationMs}
+            found[query.name or str(query.id)] = {
+                key: statistics.median(p.durationMs.get(key, 0) for p in batches)
+                for key in sorted(parts)
+            }
+    return found
+
+
+def run(
+    side_name: str, settings: Settings, backlog: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    spark = build_spark_session(settings, ui=False)
+    jvm_pid = int(spark._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    side = Side(side_name, settings)
+    source = orders_source(settings)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+    before = measure.process_usage(jvm_pid)
+    started = time.monotonic()
+    if side_name == "baseline":
+        running = [start_baseline(spark, settings, source)]
+    else:
+        layers = ["bronze"] if side_name == "bronze" else list(LAYERS)
+        topics = [source.topic] if side_name == "bronze" else None
+
+        def streams() -> None:
+            try:
+                run_streams(spark, settings, topics, stop=stop, layers=layers, owner="bench")
+            except BaseException as exc:
+                failure.append(exc)
+
+        threading.Thread(target=streams, name="bench-streams", daemon=True).start()
+        running = []
+
+    def landed(records: int) -> Callable[[], bool]:
+        def check() -> bool:
+            if failure:
+                raise RuntimeError(f"{side_name}: a stream failed: {failure[0]}")
+            return side.landed(records)
+
+        return check
+
+    deadline = max(600.0, backlog / 100)
+    wait_for(landed(backlog), deadline, f"{side_name}: the backlog of {backlog} records")
+    drained_s = time.monotonic() - started
+    after = measure.process_usage(jvm_pid)
+    throughput, first_ms, done_ms = sustained_rate(side, backlog)
+
+    # Phase 2: a fixed rate.
+    since = datetime.now(UTC)
+    since_ms = int(since.timestamp() * 1000)
+    sent = produce(
+        settings.profile.kafka, orders(source.topic, seed=11), rate=rate, seconds=seconds
+    ).delivered
+    wait_for(
+        landed(backlog + sent), max(300.0, seconds * 5), f"{side_name}: the fixed-rate records"
+    )
+    queries = running or list(spark.streams.active)
+    breakdown = batch_breakdown(queries, since)
+    end = measure.process_usage(jvm_pid)
+    stop.set()
+    for query in running:
+        query.stop()
+    freshness = side.freshness_ms(since_ms)
+    result = {
+        "side": side_name,
+        "backlog_records": backlog,
+        "throughput_rps": round(throughput, 1),
+        "drain_wall_s": round(drained_s, 2),
+        "cpu_s_per_million": round((after.cpu_s - before.cpu_s) / backlog * 1e6, 1),
+        "driver_peak_rss_mib": round(end.peak_rss_mib, 1),
+        "fixed_rate_rps": rate,
+        "fixed_rate_records": sent,
+        "freshness_s": {
+            layer: {
+                "p50": round(measure.percentile(values, 50) / 1000, 3),
+                "p95": round(measure.percentile(values, 95) / 1000, 3),
+                "p99": round(measure.percentile(values, 99) / 1000, 3),
+                "rows": len(values),
+                "cdf": [round(measure.percentile(values, q) / 1000, 3) for q in range(0, 101)],
+            }
+            for layer, values in freshness.items()
+        },
+        "batch_ms_at_fixed_rate": breakdown,
+        "files_at_end": {name: measure.live_files(path) for name, path in side.tables().items()},
+        "throughput_over_time": [
+            [round((c.landed_ms - first_ms) / 1000, 2), c.rows_added]
+            for c in measure.commits(side.silver if side_name == "chain" else side.entry)
+            if c.rows_added and first_ms <= c.landed_ms <= done_ms
+        ],
+    }
+    spark.stop()
+    return result
+
+
+def sustained_rate(side: Side, records: int) -> tuple[float, int, int]:
+    """(records/s, first commit landed ms, done ms) of working off a backlog of `records`.
+
+    Measured after the first micro-batch, which also pays for the stream's start (Kafka
+    consumers, cold code): the backlog's later rows over the time from the first commit to
+    the last. For the chain, the rows counted land in silver, and the clock stops when every
+    gold table covers silver's last commit of them."""
+    table = side.silver if side.name == "chain" else side.entry
+    history = [c for c in measure.commits(table) if c.rows_added]
+    rows, last = 0, None
+    for commit in history:
+        rows += commit.rows_added
+        if rows >= records:
+            last = commit
+            break
+    if last is None or last is history[0]:
+        raise ValueError(f"{table}: the backlog of {records} rows did not span two commits")
+    done = last.landed_ms
+    if side.name == "chain":
+        done = max(
+            measure.visible_downstream_ms(checkpoint, side.silver)[last.version]
+            for _, checkpoint in side.golds.values()
+        )
+    first = history[0]
+    return (records - first.rows_added) / ((done - first.landed_ms) / 1000), first.landed_ms, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conf", required=True)
+    parser.add_argument("--profile", default="local")
+    parser.add_argument("--side", choices=SIDES, required=True)
+    parser.add_argument("--backlog", type=int, required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    settings = load_settings(args.conf, args.profile, environ={})
+    result = run(args.side, settings, args.backlog, args.rate, args.seconds)
+    with open(args.out, "w") as out:
+        json.dump(result, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
