@@ -10,6 +10,7 @@ covers it has committed (its checkpoint's commits/<batch> file).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,16 +110,20 @@ def visible_downstream_ms(checkpoint: str, source_location: str) -> dict[int, in
     return visible
 
 
-def downstream_freshness_ms(upstream: str, checkpoint: str, since_ms: int = 0) -> list[int]:
+def downstream_freshness_ms(
+    upstream: str, checkpoints: Sequence[str], since_ms: int = 0
+) -> list[int]:
     """Freshness of the upstream table's rows (Kafka timestamp at or after `since_ms`) in the
-    table the stream at `checkpoint` keeps: its batch covering the row's commit, committed."""
-    visible = visible_downstream_ms(checkpoint, upstream)
+    tables the streams at `checkpoints` keep: visible once the batch covering the row's commit
+    has committed in every one of them. Rows some stream has not covered yet are left out."""
+    visible = [visible_downstream_ms(checkpoint, upstream) for checkpoint in checkpoints]
     root = local_path(upstream)
     found: list[int] = []
     for commit in commits(upstream):
-        at = visible.get(commit.version)
-        if at is None:
+        times = [v.get(commit.version) for v in visible]
+        if not times or any(t is None for t in times):
             continue
+        at = max(t for t in times if t is not None)
         for file in commit.files_added:
             column = pq.read_table(root / file, columns=["kafka_timestamp"]).column(0)
             for ts in column.cast("timestamp[ms]").cast("int64").to_pylist():
@@ -132,8 +137,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return float(ordered[rank])
+    rank = min(len(ordered), max(1, math.ceil(q / 100 * len(ordered))))
+    return float(ordered[rank - 1])
 
 
 @dataclass(frozen=True)

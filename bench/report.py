@@ -66,6 +66,8 @@ def markdown(results: dict[str, Any]) -> str:
             for layer, v in f["freshness_s"].items()
         )
         files = ", ".join(f"{t} {n}" for t, n in f["files_at_end"].items())
+        if not f.get("kept_up", True):
+            fresh += " (did not keep up: lag grew, rows still missing are left out)"
         lines.append(
             f"| {side} | {f['throughput_rps']:.0f} | {fresh} | {f['cpu_s_per_million']:.0f} "
             f"| {f['driver_peak_rss_mib']:.0f} | {files} |"
@@ -81,6 +83,26 @@ def markdown(results: dict[str, Any]) -> str:
         f"| freshness p99 bronze / silver / gold (s) | {p99['bronze']} / {p99['silver']} / "
         f"{p99['gold']} |",
     ]
+    growth = results.get("growth")
+    if growth:
+        lines += [
+            "",
+            "| partitions | baseline (events/s) | bronze (events/s) |",
+            "|---|---|---|",
+            *(
+                f"| {g['partitions']} | {g['baseline']:.0f} | {g['bronze']:.0f} |"
+                for g in growth["throughput_by_partitions"]
+            ),
+            "",
+            "| input rate (events/s) | chain freshness p99 bronze / silver / gold (s) | kept up |",
+            "|---|---|---|",
+            *(
+                f"| {g['rate']:g} | "
+                + " / ".join(f"{g['freshness_s'][layer]['p99']:.2f}" for layer in LAYERS)
+                + f" | {'yes' if g['kept_up'] else 'no'} |"
+                for g in growth["freshness_by_rate"]
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -118,6 +140,30 @@ def plots(results: dict[str, Any], folder: Path, stem: str) -> list[Path]:
     ax.legend()
     ax.grid(alpha=0.3)
     written.append(_save(fig, folder / f"{stem}-throughput.png"))
+    growth = results.get("growth")
+    if growth:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        rows = growth["throughput_by_partitions"]
+        for side in ("baseline", "bronze"):
+            left.plot([g["partitions"] for g in rows], [g[side] for g in rows], "o-", label=side)
+        left.set_xlabel("topic partitions")
+        left.set_ylabel("throughput (events/s)")
+        left.set_xscale("log", base=2)
+        left.legend()
+        left.grid(alpha=0.3)
+        rates = growth["freshness_by_rate"]
+        for layer in LAYERS:
+            right.plot(
+                [g["rate"] for g in rates],
+                [g["freshness_s"][layer]["p99"] for g in rates],
+                "o-",
+                label=f"{layer} p99",
+            )
+        right.set_xlabel("input rate (events/s)")
+        right.set_ylabel("freshness p99 (s)")
+        right.legend()
+        right.grid(alpha=0.3)
+        written.append(_save(fig, folder / f"{stem}-growth.png"))
     plt.close("all")
     return written
 

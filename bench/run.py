@@ -107,56 +107,114 @@ def machine() -> dict[str, Any]:
     }
 
 
-def side_settings(
-    args: argparse.Namespace, plan: Plan, root: Path, side: str, port: int, run_id: str
-) -> Settings:
-    pipeline = yaml.safe_load((Path(args.conf) / "pipeline.yaml").read_text())
-    sources = [
-        {**s, "partitions": plan.partitions} if s["topic"].endswith("shop.orders") else s
-        for s in pipeline["sources"]
-    ]
-    return scratch_settings(
-        Path(args.conf),
-        args.profile,
-        root / side,
-        kafka_port=port,
-        topic_prefix=f"bench{run_id}{side}",
-        pipeline={
-            "sources": sources,
-            "bronze": {"max_offsets_per_trigger": max(1, plan.backlog // plan.batches)},
-        },
-    )
+class Bench:
+    """One benchmark run: its scratch directory, broker port and progress display."""
 
+    def __init__(self, args: argparse.Namespace, progress: Progress) -> None:
+        self.args = args
+        self.progress = progress
+        self.root = Path(tempfile.mkdtemp(prefix="headwater-bench-"))
+        self.run_id = uuid.uuid4().hex[:6]
+        self.port = free_port()
 
-def run_side(settings: Settings, side: str, plan: Plan, root: Path) -> dict[str, Any]:
-    out = root / f"{side}.json"
-    log = root / f"{side}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "bench.side",
-        "--conf",
-        str(settings.conf_dir),
-        "--profile",
-        settings.profile_name,
-        "--side",
-        side,
-        "--backlog",
-        str(plan.backlog),
-        "--rate",
-        str(plan.rate),
-        "--seconds",
-        str(plan.seconds),
-        "--out",
-        str(out),
-    ]
-    with log.open("w") as sink:
-        done = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO, check=False)
-    if done.returncode != 0:
-        tail = log.read_text().strip().splitlines()[-15:]
-        raise HeadwaterError(f"benchmark side {side} failed (log {log}):\n" + "\n".join(tail))
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
+    def settings(self, label: str, plan: Plan) -> Settings:
+        """A workspace `label` whose benchmark topic has the plan's partitions."""
+        pipeline = yaml.safe_load((Path(self.args.conf) / "pipeline.yaml").read_text())
+        sources = [
+            {**s, "partitions": plan.partitions} if s["topic"].endswith("shop.orders") else s
+            for s in pipeline["sources"]
+        ]
+        return scratch_settings(
+            Path(self.args.conf),
+            self.args.profile,
+            self.root / label,
+            kafka_port=self.port,
+            topic_prefix=f"bench{self.run_id}{label.replace('-', '')}",
+            pipeline={
+                "sources": sources,
+                "bronze": {"max_offsets_per_trigger": max(1, plan.backlog // plan.batches)},
+            },
+        )
+
+    def fill(self, settings: Settings, plan: Plan) -> None:
+        """The workspace's topics created, the benchmark topic holding the backlog."""
+        ensure_topics(settings.profile.kafka, settings.pipeline.sources)
+        topic = orders_source(settings).topic
+        produce(settings.profile.kafka, orders(topic, seed=7), count=plan.backlog)
+
+    def side(self, settings: Settings, side: str, plan: Plan, label: str) -> dict[str, Any]:
+        """Run one side in a driver of its own (bench/side.py); its figures."""
+        out = self.root / f"{label}.json"
+        log = self.root / f"{label}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "bench.side",
+            "--conf",
+            str(settings.conf_dir),
+            "--profile",
+            settings.profile_name,
+            "--side",
+            side,
+            "--backlog",
+            str(plan.backlog),
+            "--rate",
+            str(plan.rate),
+            "--seconds",
+            str(plan.seconds),
+            "--out",
+            str(out),
+        ]
+        self.progress.step(f"{label}: running (a Spark driver of its own)")
+        with log.open("w") as sink:
+            done = subprocess.run(
+                command, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO, check=False
+            )
+        if done.returncode != 0:
+            tail = log.read_text().strip().splitlines()[-15:]
+            raise HeadwaterError(f"benchmark side {label} failed (log {log}):\n" + "\n".join(tail))
+        figures: dict[str, Any] = json.loads(out.read_text())
+        fresh = ", ".join(
+            f"{layer} p99 {f['p99']:.2f} s" for layer, f in figures["freshness_s"].items()
+        )
+        self.progress.step(
+            f"{label}: {figures['throughput_rps']:.0f} records/s; at {plan.rate:g}/s {fresh}"
+        )
+        return figures
+
+    def growth(self, plan: Plan) -> dict[str, Any]:
+        """Throughput of baseline and bronze as the topic's partitions grow; the chain's
+        freshness as the input rate grows (to the knee: until it no longer keeps up)."""
+        by_partitions = []
+        for partitions in (1, 2, 4, 8):
+            step = Plan(plan.backlog, plan.rate, plan.seconds / 2, partitions, plan.batches)
+            row: dict[str, Any] = {"partitions": partitions}
+            for side in ("baseline", "bronze"):
+                label = f"{side}-p{partitions}"
+                settings = self.settings(label, step)
+                self.fill(settings, step)
+                row[side] = self.side(settings, side, step, label)["throughput_rps"]
+            by_partitions.append(row)
+        by_rate = []
+        for rate in (plan.rate / 5, plan.rate / 2, plan.rate, plan.rate * 2, plan.rate * 4):
+            step = Plan(plan.backlog // 10, rate, plan.seconds, plan.partitions, plan.batches)
+            label = f"chain-r{rate:g}".replace(".", "_")
+            settings = self.settings(label, step)
+            self.fill(settings, step)
+            figures = self.side(settings, "chain", step, label)
+            by_rate.append(
+                {
+                    "rate": rate,
+                    "kept_up": figures["kept_up"],
+                    "freshness_s": {
+                        layer: {q: f[q] for q in ("p50", "p95", "p99")}
+                        for layer, f in figures["freshness_s"].items()
+                    },
+                }
+            )
+            if not figures["kept_up"]:
+                break  # past the knee
+        return {"throughput_by_partitions": by_partitions, "freshness_by_rate": by_rate}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", default=str(REPO / "conf"))
     parser.add_argument("--profile", default="local")
     parser.add_argument("--keep", action="store_true", help="keep the scratch lake and logs")
+    parser.add_argument(
+        "--no-growth",
+        action="store_true",
+        help="leave out throughput by partitions (1, 2, 4, 8) and freshness by input rate "
+        "(a full run measures them; --quick never does)",
+    )
     args = parser.parse_args(argv)
     plan = Plan.of(args)
     sides = [s for s in args.sides.split(",") if s]
@@ -180,9 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown side(s) {', '.join(sorted(unknown))}; choose from {', '.join(SIDES)}"
         )
     progress = Progress()
-    root = Path(tempfile.mkdtemp(prefix="headwater-bench-"))
-    run_id = uuid.uuid4().hex[:6]
-    port = free_port()
+    bench = Bench(args, progress)
     started = datetime.now(UTC)
     results: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
@@ -192,39 +254,30 @@ def main(argv: list[str] | None = None) -> int:
         "sides": {},
     }
     try:
-        settings = {s: side_settings(args, plan, root, s, port, run_id) for s in sides}
-        any_settings = next(iter(settings.values()))
-        with local_broker(any_settings):
-            progress.step(f"broker up on 127.0.0.1:{port}; scratch {root}")
-            for side_conf in settings.values():
-                source = orders_source(side_conf)
-                ensure_topics(side_conf.profile.kafka, side_conf.pipeline.sources)
-                produce(side_conf.profile.kafka, orders(source.topic, seed=7), count=plan.backlog)
+        settings = {side: bench.settings(side, plan) for side in sides}
+        with local_broker(next(iter(settings.values()))):
+            progress.step(f"broker up on 127.0.0.1:{bench.port}; scratch {bench.root}")
+            for side_settings in settings.values():
+                bench.fill(side_settings, plan)
             progress.step(
                 f"{plan.backlog} order events in each side's topic ({plan.partitions} partitions)"
             )
-            topic = orders_source(any_settings).topic
-            results["limit"] = consumer_limit(any_settings, topic, plan.backlog)
+            first = next(iter(settings.values()))
+            results["limit"] = consumer_limit(first, orders_source(first).topic, plan.backlog)
             progress.step(
                 f"limit: {results['limit']['throughput_rps']:.0f} records/s (one consumer)"
             )
             for side in sides:
-                progress.step(f"{side}: running (a Spark driver of its own)")
-                figures = run_side(settings[side], side, plan, root)
-                results["sides"][side] = figures
-                fresh = ", ".join(
-                    f"{layer} p99 {f['p99']:.2f} s" for layer, f in figures["freshness_s"].items()
-                )
-                progress.step(
-                    f"{side}: {figures['throughput_rps']:.0f} records/s; at {plan.rate:g}/s {fresh}"
-                )
+                results["sides"][side] = bench.side(settings[side], side, plan, side)
+            if not (args.quick or args.no_growth):
+                results["growth"] = bench.growth(plan)
         results["seconds"] = round(time.monotonic() - progress.started, 1)
         results.update(report.verdict(results))
         written = report.write(results, Path(args.out), started)
         progress.step(f"results: {', '.join(str(p) for p in written)}")
     finally:
         if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(bench.root, ignore_errors=True)
     return 0
 
 
