@@ -45,7 +45,7 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
         figures = latest["sides"][side]
         assert figures["throughput_rps"] > 0 and figures["cpu_s_per_million"] > 0
         assert figures["driver_peak_rss_mib"] > 0
-        assert figures["fixed_rate_records"] > 0
+        assert figures["fixed_rate_records"] > 0 and figures["kept_up"] is True
         for layer, fresh in figures["freshness_s"].items():
             # Every record sent during the fixed-rate phase was measured, in every layer.
             assert fresh["rows"] == figures["fixed_rate_records"], (side, layer)
