@@ -11,7 +11,7 @@ skipped; unreadable or rule-breaking changes go to quarantine.<topic>.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
@@ -32,6 +32,7 @@ from streaming.contracts.spark import (
     with_corrupt,
 )
 from streaming.silver.events import (
+    DUPLICATE,
     DUPLICATES,
     QUARANTINE,
     SILVER,
@@ -214,44 +215,74 @@ class CdcBatchWriter:
         self.app_id = f"headwater-{SILVER}-{source.table_name}"
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        from delta.tables import DeltaTable
-
         spark = batch.sparkSession
         # The batch is read once, here (Spark counts every read in numInputRows).
         parsed = parse_changes(batch, self.contract).localCheckpoint(eager=True)
-        if parsed.isEmpty():
-            parsed.unpersist()
-            return
         try:
-            bad = quarantine_rows(parsed.where(~F.col("_tombstone")))
-            if not bad.isEmpty():
+            # One job for what the batch holds: rule-breaking records and valid changes.
+            found = parsed.agg(
+                F.count(F.when(~F.col("_tombstone") & (F.size(ERRORS) > 0), 1)).alias("bad"),
+                F.count(F.when(~F.col("_tombstone") & (F.size(ERRORS) == 0), 1)).alias("valid"),
+            ).first()
+            if found is None:
+                return
+            if found.bad:
+                bad = quarantine_rows(parsed.where(~F.col("_tombstone")))
                 append_once(
                     bad, self.quarantine_path, "ingest_date", f"{self.app_id}-quarantine", batch_id
                 )
-            changes = change_rows(parsed, self.contract).persist()
-            firsts, later = first_per_id(changes, CHANGE_KEY)
-            existing = read_delta(spark, self.changes_path)
-            repeated = (
-                seen_before(firsts, existing, CHANGE_KEY)
-                if existing is not None
-                else firsts.limit(0)
-            )
-            coords = ["kafka_topic", "kafka_partition", "kafka_offset"]
-            new = firsts.join(repeated.select(*coords), coords, "left_anti")
+            if found.valid:
+                self._apply(spark, change_rows(parsed, self.contract), batch_id)
+        finally:
+            parsed.unpersist()
+
+    def _apply(self, spark: SparkSession, changes: DataFrame, batch_id: int) -> None:
+        """Append the batch's new changes (each row classified once), then recompute the
+        current row and history of the keys they touch. Copies of changes already applied go
+        to duplicates, and only when there are some."""
+        from delta.tables import DeltaTable
+
+        coords = ["kafka_topic", "kafka_partition", "kafka_offset"]
+        firsts, later = first_per_id(changes, CHANGE_KEY)
+        existing = read_delta(spark, self.changes_path)
+        repeated = (
+            seen_before(firsts, existing, CHANGE_KEY) if existing is not None else firsts.limit(0)
+        )
+        classified = (
+            firsts.join(repeated.select(*coords).withColumn(DUPLICATE, F.lit(True)), coords, "left")
+            .withColumn(DUPLICATE, F.coalesce(F.col(DUPLICATE), F.lit(False)))
+            .unionByName(later.withColumn(DUPLICATE, F.lit(True)))
+            .localCheckpoint(eager=True)
+        )
+        try:
+            new = classified.where(~F.col(DUPLICATE)).drop(DUPLICATE)
             append_once(new, self.changes_path, None, f"{self.app_id}-changes", batch_id)
-            dups = later.unionByName(repeated).select(
-                F.col(CHANGE_KEY).alias("event_id"),
-                *[F.col(c) for c in (*coords, "kafka_timestamp", "ingest_time")],
-                F.to_date("ingest_time").alias("ingest_date"),
-            )
-            append_once(
-                dups, self.duplicates_path, "ingest_date", f"{self.app_id}-duplicates", batch_id
-            )
-            touched = changes.select(self.contract.key).distinct()
+            dups = classified.where(F.col(DUPLICATE))
+            if not dups.isEmpty():
+                append_once(
+                    dups.select(
+                        F.col(CHANGE_KEY).alias("event_id"),
+                        *[F.col(c) for c in (*coords, "kafka_timestamp", "ingest_time")],
+                        F.to_date("ingest_time").alias("ingest_date"),
+                    ),
+                    self.duplicates_path,
+                    "ingest_date",
+                    f"{self.app_id}-duplicates",
+                    batch_id,
+                )
+            if new.isEmpty():
+                return  # every change was applied before: current rows and history stand
+            key = self.contract.key
+            touched = new.select(key).distinct()
             all_changes = read_delta(spark, self.changes_path)
             assert all_changes is not None
-            affected = all_changes.join(F.broadcast(touched), self.contract.key, "left_semi")
-            key = self.contract.key
+            # Every change of the touched keys, read once for both MERGEs.
+            affected = all_changes.join(F.broadcast(touched), key, "left_semi").localCheckpoint(
+                eager=True
+            )
+        finally:
+            classified.unpersist()
+        try:
             (
                 DeltaTable.forPath(spark, self.history_path)
                 .alias("t")
@@ -263,22 +294,17 @@ class CdcBatchWriter:
                 .whenNotMatchedInsertAll()
                 .execute()
             )
+            columns = [*self.contract.row.properties, "lsn", "changed_at"]
             (
                 DeltaTable.forPath(spark, self.current_path)
                 .alias("t")
                 .merge(current_rows(affected, self.contract).alias("s"), f"t.{key} = s.{key}")
                 .whenMatchedDelete(condition="s.op = 'd'")
-                .whenMatchedUpdate(
-                    set={c: f"s.{c}" for c in [*self.contract.row.properties, "lsn", "changed_at"]}
-                )
+                .whenMatchedUpdate(set={c: f"s.{c}" for c in columns})
                 .whenNotMatchedInsert(
-                    condition="s.op != 'd'",
-                    values={
-                        c: f"s.{c}" for c in [*self.contract.row.properties, "lsn", "changed_at"]
-                    },
+                    condition="s.op != 'd'", values={c: f"s.{c}" for c in columns}
                 )
                 .execute()
             )
-            changes.unpersist()
         finally:
-            parsed.unpersist()
+            affected.unpersist()

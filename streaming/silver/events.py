@@ -28,6 +28,7 @@ from streaming.tables import append_once, read_delta
 log = logging.getLogger(__name__)
 
 SILVER, QUARANTINE, DUPLICATES = "silver", "quarantine", "duplicates"
+DUPLICATE = "_duplicate"  # a valid row's class within a batch: a copy of an earlier record
 EVENT_DATE = "event_date"
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 HORIZON = timedelta(hours=24)
@@ -91,12 +92,15 @@ def seen_before(candidates: DataFrame, silver: DataFrame, id_column: str) -> Dat
 
     A row silver holds from the very same coordinates is this batch, replayed: not a duplicate.
     """
+    # The batch's ids, broadcast, pick silver's few matching rows in one pass over it (no
+    # shuffle of the table); the join below is then between two small sides.
+    ids = F.broadcast(candidates.select(F.col(id_column).alias("_id")).distinct())
     s = silver.select(
         F.col(id_column).alias("_id"),
         F.col("kafka_topic").alias("_topic"),
         F.col("kafka_partition").alias("_partition"),
         F.col("kafka_offset").alias("_offset"),
-    )
+    ).join(ids, "_id", "left_semi")
     same_id = F.col(id_column) == F.col("_id")
     other_record = (
         (F.col("kafka_topic") != F.col("_topic"))
@@ -142,15 +146,7 @@ class EventBatchWriter:
         try:
             failed = found.failed
             if failed < found.rows:
-                valid = silver_rows(checked, self.contract).persist()
-                firsts, later_in_batch = first_per_id(valid, self.id_column)
-                new, repeated = self._split_seen(spark, firsts, found.lo, found.hi)
-                append_once(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
-                dups = duplicate_rows(later_in_batch.unionByName(repeated), self.id_column)
-                append_once(
-                    dups, self.duplicates_path, "ingest_date", f"{self.app_id}-duplicates", batch_id
-                )
-                valid.unpersist()
+                self._write_valid(spark, checked, found.lo, found.hi, batch_id)
             if failed:
                 bad = quarantine_rows(checked)
                 append_once(
@@ -162,20 +158,55 @@ class EventBatchWriter:
         finally:
             checked.unpersist()
 
-    def _split_seen(
+    def _write_valid(
+        self,
+        spark: SparkSession,
+        checked: DataFrame,
+        lo: date | None,
+        hi: date | None,
+        batch_id: int,
+    ) -> None:
+        """Valid rows: the first of each id to silver, the others to duplicates. Each row is
+        classified once (one job), and a batch without duplicates commits nothing to them."""
+        valid = silver_rows(checked, self.contract)
+        firsts, later_in_batch = first_per_id(valid, self.id_column)
+        repeated = self._seen(spark, firsts, lo, hi)
+        classified = (
+            firsts.join(
+                repeated.select(*KAFKA_COLUMNS).withColumn(DUPLICATE, F.lit(True)),
+                list(KAFKA_COLUMNS),
+                "left",
+            )
+            .withColumn(DUPLICATE, F.coalesce(F.col(DUPLICATE), F.lit(False)))
+            .unionByName(later_in_batch.withColumn(DUPLICATE, F.lit(True)))
+            .localCheckpoint(eager=True)
+        )
+        try:
+            new = classified.where(~F.col(DUPLICATE)).drop(DUPLICATE)
+            append_once(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
+            dups = classified.where(F.col(DUPLICATE)).drop(DUPLICATE)
+            if not dups.isEmpty():
+                append_once(
+                    duplicate_rows(dups, self.id_column),
+                    self.duplicates_path,
+                    "ingest_date",
+                    f"{self.app_id}-duplicates",
+                    batch_id,
+                )
+        finally:
+            classified.unpersist()
+
+    def _seen(
         self, spark: SparkSession, firsts: DataFrame, lo: date | None, hi: date | None
-    ) -> tuple[DataFrame, DataFrame]:
-        """(firsts not seen before, firsts silver already holds), given the valid rows'
+    ) -> DataFrame:
+        """The firsts silver already holds from another Kafka record, given the valid rows'
         earliest and latest event dates."""
         silver = read_delta(spark, self.silver_path)
         if silver is None or lo is None or hi is None:
-            return firsts, firsts.limit(0)
+            return firsts.limit(0)
         # The horizon: an earlier copy within a day either side of the batch's event dates.
         window = silver.where(F.col(EVENT_DATE).between(F.lit(lo - HORIZON), F.lit(hi + HORIZON)))
-        repeated = seen_before(firsts, window, self.id_column)
-        return firsts.join(
-            repeated.select(*KAFKA_COLUMNS), list(KAFKA_COLUMNS), "left_anti"
-        ), repeated
+        return seen_before(firsts, window, self.id_column)
 
     def _send_dead_letters(self, bad: DataFrame, topic: str) -> None:
         """Copy quarantined records to a dead-letter topic (at least once: Kafka's sink is
