@@ -6,6 +6,7 @@ import dagster as dg
 
 from orchestration.defs.bronze.assets import bronze_tables, kafka_topics
 from orchestration.defs.gold.assets import gold_assets
+from orchestration.defs.maintenance.jobs import maintenance_job, maintenance_schedule
 from orchestration.defs.micro_batch.jobs import micro_batch_job, micro_batch_schedule
 from orchestration.defs.quality.checks import quality_checks, quality_jobs_and_schedules
 from orchestration.defs.replay.jobs import replay_job
@@ -33,9 +34,14 @@ def defs() -> dg.Definitions:
             micro_batch_job(settings),
             continuous_job(settings),
             replay_job(settings),
+            maintenance_job(settings),
             *quality_jobs,
         ],
-        schedules=[micro_batch_schedule(settings), *quality_schedules],
+        schedules=[
+            micro_batch_schedule(settings),
+            maintenance_schedule(settings),
+            *quality_schedules,
+        ],
         sensors=[supervisor_sensor(settings)],
         resources={"headwater": resource},
     )

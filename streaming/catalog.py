@@ -27,6 +27,11 @@ class Table:
     stream: str  # the stream that writes it: "<layer>:<topic or gold table>"
     day_column: str | None = None
     topic: str | None = None  # the source topic it derives from (bronze/silver/quarantine)
+    # Its stream only appends rows and never reads the table back, so Delta records blind
+    # appends, which a compaction committed while the stream runs cannot fail. A stream that
+    # reads the table it writes (to deduplicate, to MERGE) may commit a write that depends on
+    # files it read, and a compaction that replaced them meanwhile fails that batch.
+    blind_appends: bool = False
 
     @property
     def qualified(self) -> str:
@@ -64,6 +69,8 @@ def _bronze(settings: Settings, source: Source) -> Table:
         (f"kafka.{source.table_name}",),
         f"{BRONZE}:{source.topic}",
         topic=source.topic,
+        # Replays MERGE into bronze too, but retry when a commit conflicts (streaming.replay).
+        blind_appends=True,
     )
 
 
@@ -118,6 +125,7 @@ def _silver(settings: Settings, source: Source) -> list[Table]:
             stream,
             ingest_day,
             source.topic,
+            blind_appends=True,
         )
     )
     out.append(
@@ -131,6 +139,7 @@ def _silver(settings: Settings, source: Source) -> list[Table]:
             stream,
             ingest_day,
             source.topic,
+            blind_appends=True,
         )
     )
     return out

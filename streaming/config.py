@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from streaming.errors import ConfigError
 
@@ -219,6 +227,196 @@ class OrchestrationSettings(_Frozen):
         return value
 
 
+# Delta keeps removed files this long by default (delta.deletedFileRetentionDuration): a
+# shorter retention must be asked for (allow_short_retention).
+SAFE_VACUUM_HOURS = 168
+_LOG_RETENTION = re.compile(r"^(\d+)\s+(hour|day|week)s?$")
+_HOURS_PER = {"hour": 1, "day": 24, "week": 168}
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute hour day month weekday
+_CRON_NAMES = {
+    3: ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+    4: ("sun", "mon", "tue", "wed", "thu", "fri", "sat"),
+}
+
+
+def _cron(value: str) -> str:
+    """A five-field cron expression (numbers, *, ranges, steps, lists, month and day names)."""
+    fields = value.split()
+    if len(fields) != 5 or not all(
+        _cron_part(part, n) for n, field in enumerate(fields) for part in field.split(",")
+    ):
+        raise ValueError(
+            "write a cron expression of five fields (minute hour day month weekday), "
+            "e.g. '0 * * * *' for hourly or '30 2 * * *' for 02:30 UTC every day"
+        )
+    return " ".join(fields)
+
+
+def _cron_part(part: str, field: int) -> bool:
+    base, _, step = part.partition("/")
+    if step and not (step.isdigit() and int(step) >= 1):
+        return False
+    if base == "*":
+        return True
+    low, high = _CRON_RANGES[field]
+    names = _CRON_NAMES.get(field, ())
+    bounds = base.split("-")
+    if len(bounds) > 2 or not all(b.isdigit() or b.lower() in names for b in bounds):
+        return False
+    first = 1 if field == 3 else 0  # months count from 1 (jan), weekdays from 0 (sun)
+    numbers = [int(b) if b.isdigit() else names.index(b.lower()) + first for b in bounds]
+    return all(low <= n <= high for n in numbers)
+
+
+def log_retention_hours(value: str) -> int:
+    """Hours of a log retention written like '30 days' (as `TableMaintenance` keeps it)."""
+    found = _LOG_RETENTION.match(value)
+    if found is None:
+        raise ValueError(f"{value!r} is not a duration like '30 days'")
+    return int(found.group(1)) * _HOURS_PER[found.group(2)]
+
+
+def _log_retention(value: str) -> str:
+    text = " ".join(value.lower().split()).removeprefix("interval ")
+    if _LOG_RETENTION.match(text) is None:
+        raise ValueError("write a duration like '30 days', '2 weeks' or '720 hours'")
+    return text
+
+
+def _short_vacuum_problem(vacuum_hours: int, allowed: bool) -> str | None:
+    if vacuum_hours >= SAFE_VACUUM_HOURS or allowed:
+        return None
+    return (
+        f"a vacuum retention of {vacuum_hours} hours is below Delta's safe minimum of "
+        f"{SAFE_VACUUM_HOURS} hours (7 days), so VACUUM could delete files that a running stream "
+        "or a reader of an older version still needs: raise it to 168 or more, or set "
+        "allow_short_retention: true to accept that"
+    )
+
+
+def _short_log_problem(log_retention: str, vacuum_hours: int) -> str | None:
+    if log_retention_hours(log_retention) >= vacuum_hours:
+        return None
+    return (
+        f"log_retention {log_retention} is shorter than vacuum_retention_hours {vacuum_hours}: "
+        f"Delta keeps the log at least as long as removed files, so raise log_retention to "
+        f"{vacuum_hours} hours or more"
+    )
+
+
+class TableMaintenance(_Frozen):
+    """How maintenance treats one table. Under `maintenance.tables`, only the fields given
+    there replace the `maintenance` block's."""
+
+    enabled: bool = Field(True, description="false: maintenance leaves this table alone")
+    optimize: bool = Field(
+        True, description="compact small files (Delta OPTIMIZE); rows and history stay as they are"
+    )
+    allow_short_retention: bool = Field(
+        False, description="allow a vacuum retention below Delta's safe minimum of 168 hours"
+    )
+    vacuum_retention_hours: Annotated[int, Field(ge=0)] = Field(
+        SAFE_VACUUM_HOURS,
+        description="delta.deletedFileRetentionDuration: VACUUM deletes files the table stopped "
+        "referencing longer ago than this; a stream lagging further behind loses files it has "
+        "yet to read",
+    )
+    log_retention: str = Field(
+        "30 days",
+        description="delta.logRetentionDuration: Delta deletes older log entries at its next "
+        "checkpoint; time travel, and a stream restarted from an older checkpoint, cannot go "
+        "back further. At least vacuum_retention_hours",
+    )
+
+    @field_validator("log_retention")
+    @classmethod
+    def _valid_log_retention(cls, value: str) -> str:
+        return _log_retention(value)
+
+
+class MaintenanceSettings(_Frozen):
+    """Table maintenance: a schedule compacts (OPTIMIZE) and cleans (VACUUM, expired log
+    entries) every table of the lake, with overrides per qualified table name."""
+
+    enabled: bool = Field(
+        True,
+        description="the schedule runs on its own (false: off until turned on in the UI; the "
+        "job can still be run by hand)",
+    )
+    cron: str = Field("0 * * * *", description="when the schedule runs (UTC)")
+    optimize: bool = Field(True, description="every table's default; see TableMaintenance")
+    allow_short_retention: bool = Field(
+        False, description="every table's default; see TableMaintenance"
+    )
+    vacuum_retention_hours: Annotated[int, Field(ge=0)] = Field(
+        SAFE_VACUUM_HOURS, description="every table's default; see TableMaintenance"
+    )
+    log_retention: str = Field("30 days", description="every table's default; see TableMaintenance")
+    tables: dict[str, TableMaintenance] = Field(
+        default_factory=dict,
+        description="overrides per qualified table name (e.g. silver.orders): only the fields "
+        "given replace the ones above",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        return _cron(value)
+
+    @field_validator("vacuum_retention_hours")
+    @classmethod
+    def _safe_retention(cls, value: int, info: ValidationInfo) -> int:
+        problem = _short_vacuum_problem(value, bool(info.data.get("allow_short_retention")))
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("log_retention")
+    @classmethod
+    def _valid_log_retention(cls, value: str, info: ValidationInfo) -> str:
+        text = _log_retention(value)
+        problem = _short_log_problem(text, info.data.get("vacuum_retention_hours", 0))
+        if problem:
+            raise ValueError(problem)
+        return text
+
+    @field_validator("tables")
+    @classmethod
+    def _valid_overrides(
+        cls, value: dict[str, TableMaintenance], info: ValidationInfo
+    ) -> dict[str, TableMaintenance]:
+        retentions = ("allow_short_retention", "vacuum_retention_hours", "log_retention")
+        block = {field: info.data[field] for field in retentions if field in info.data}
+        for name, override in value.items():
+            layer, dot, table = name.partition(".")
+            if not (layer and dot and table):
+                raise ValueError(f"write table {name!r} as <layer>.<table>, e.g. silver.orders")
+            given = {field: getattr(override, field) for field in override.model_fields_set}
+            merged = {**block, **given}
+            hours = merged.get("vacuum_retention_hours", SAFE_VACUUM_HOURS)
+            problem = _short_vacuum_problem(
+                hours, merged.get("allow_short_retention", False)
+            ) or _short_log_problem(merged.get("log_retention", "30 days"), hours)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return value
+
+    def for_table(self, qualified: str) -> TableMaintenance:
+        """The maintenance of table 'layer.table': this block's settings and its overrides."""
+        policy = TableMaintenance(
+            optimize=self.optimize,
+            allow_short_retention=self.allow_short_retention,
+            vacuum_retention_hours=self.vacuum_retention_hours,
+            log_retention=self.log_retention,
+        )
+        override = self.tables.get(qualified)
+        if override is None:
+            return policy
+        return policy.model_copy(
+            update={field: getattr(override, field) for field in override.model_fields_set}
+        )
+
+
 class Pipeline(_Frozen):
     sources: tuple[Source, ...]
     deployment: DeploymentSettings = DeploymentSettings()
@@ -227,6 +425,7 @@ class Pipeline(_Frozen):
     gold: GoldSettings = GoldSettings()
     progress: ProgressSettings = ProgressSettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
 
     @field_validator("sources")
     @classmethod

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 COMMIT = re.compile(r"^\d{20}\.json$")
+_V = TypeVar("_V")
 
 
 class DeltaLogError(RuntimeError):
@@ -44,6 +47,20 @@ def latest_version(location: str) -> int | None:
 
 def live_rows(location: str) -> int | None:
     """Rows in the Delta table at `location` as of its latest commit; None if no table is there."""
+    rows = _live(location, lambda add: _rows(add, location))
+    return None if rows is None else sum(rows.values())
+
+
+def live_files(location: str) -> int | None:
+    """Data files of the Delta table at `location` as of its latest commit; None if no table
+    is there. Raises DeltaLogError when older commits were cleaned up after a checkpoint."""
+    paths = _live(location, lambda add: str(add["path"]))
+    return None if paths is None else len(set(paths.values()))
+
+
+def _live(location: str, value: Callable[[dict[str, Any]], _V]) -> dict[str, _V] | None:
+    """`value` of each live file's add action, by file (and deletion vector), replaying every
+    commit; None if no table is there."""
     commits = _commits(location)
     if not commits:
         return None
@@ -52,7 +69,7 @@ def live_rows(location: str) -> int | None:
             f"the log of {location} starts at version {int(commits[0].name[:20])} "
             "(older commits were cleaned up after a checkpoint): count it with Spark"
         )
-    files: dict[str, int] = {}
+    files: dict[str, _V] = {}
     for commit in commits:
         for line in commit.read_text().splitlines():
             if not line.strip():
@@ -60,10 +77,10 @@ def live_rows(location: str) -> int | None:
             action = json.loads(line)
             if "add" in action:
                 add = action["add"]
-                files[_file_key(add)] = _rows(add, location)
+                files[_file_key(add)] = value(add)
             elif "remove" in action:
                 files.pop(_file_key(action["remove"]), None)
-    return sum(files.values())
+    return files
 
 
 def _file_key(action: dict[str, object]) -> str:

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TypeVar
 
 from pyspark.sql import SparkSession
@@ -21,6 +22,7 @@ from streaming.tables import read_delta
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 Coordinate = tuple[str, int, int]
 T = TypeVar("T")
+SmallRow = tuple[int, str, Decimal]
 
 
 def produce_shop(
@@ -79,6 +81,27 @@ def expected_records(
     sent: list[Delivered],
 ) -> Counter[tuple[str, int, int, bytes | None, bytes | None]]:
     return Counter((d.topic, d.partition, d.offset, d.key, d.value) for d in sent)
+
+
+def write_small_files(
+    spark: SparkSession, path: str, commits: int, first: int = 0
+) -> list[SmallRow]:
+    """`commits` appends of one small file (ten rows) each to the Delta table at `path`, the
+    way a busy stream leaves a table; returns the rows written."""
+    rows: list[SmallRow] = []
+    for n in range(first, first + commits):
+        batch = [(n * 10 + i, f"c{(n + i) % 7}", Decimal(f"{n}.{i:02d}")) for i in range(10)]
+        frame = spark.createDataFrame(batch, "id long, customer string, amount decimal(10,2)")
+        frame.coalesce(1).write.format("delta").mode("append").save(path)
+        rows += batch
+    return rows
+
+
+def small_rows(spark: SparkSession, path: str) -> list[SmallRow]:
+    """The rows of a table `write_small_files` wrote, sorted, value for value."""
+    table = read_delta(spark, path)
+    assert table is not None, path
+    return sorted((r.id, r.customer, r.amount) for r in table.collect())
 
 
 def wait_until(

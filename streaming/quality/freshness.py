@@ -9,6 +9,8 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from streaming.maintenance import OPERATIONS
+
 
 @dataclass(frozen=True)
 class Freshness:
@@ -39,13 +41,20 @@ class Freshness:
         return f"{self.table}: last commit {ago} ago, {state} its SLA of {self.sla_minutes:g} min"
 
 
+# How far back to look for a commit that is not maintenance (streaming.maintenance): a run
+# makes at most four per table, so this spans many runs.
+HISTORY_DEPTH = 50
+
+
 def last_commit_time(spark: SparkSession, path: str) -> datetime | None:
-    """The time (UTC) of the latest commit of the Delta table at `path`; None when there is
-    no table there yet."""
+    """The time (UTC) of the latest commit of the Delta table at `path` that is not maintenance
+    (OPTIMIZE, VACUUM, a property change: they change no rows); None when there is no table
+    there yet. A table with nothing but maintenance in its last HISTORY_DEPTH commits gets the
+    oldest of them: at least that stale."""
     from delta.tables import DeltaTable
 
     try:
-        history = DeltaTable.forPath(spark, path).history(1)
+        history = DeltaTable.forPath(spark, path).history(HISTORY_DEPTH)
     except AnalysisException as exc:
         if "DELTA_MISSING_DELTA_TABLE" in (exc.getCondition() or "") or "not a Delta table" in str(
             exc
@@ -53,5 +62,11 @@ def last_commit_time(spark: SparkSession, path: str) -> datetime | None:
             return None
         raise
     # Epoch seconds, not a timestamp: Python would read one in its own local time zone.
-    row = history.select(F.col("timestamp").cast("double").alias("at")).first()
-    return None if row is None else datetime.fromtimestamp(row.at, UTC)
+    at = F.col("timestamp").cast("double")
+    row = history.agg(
+        F.max(F.when(~F.col("operation").isin(*OPERATIONS), at)).alias("written"),
+        F.min(at).alias("oldest"),
+    ).first()
+    if row is None or row.oldest is None:
+        return None
+    return datetime.fromtimestamp(row.written if row.written is not None else row.oldest, UTC)

@@ -1,0 +1,1 @@
+"""Table maintenance: a job that compacts and cleans every lake table, and its schedule."""
