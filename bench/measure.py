@@ -59,17 +59,20 @@ def live_files(location: str) -> int:
     return len(files)
 
 
-def row_freshness_ms(location: str, since_ms: int = 0) -> list[int]:
-    """For every row whose Kafka timestamp is at or after `since_ms`: commit landed - Kafka
-    timestamp, in milliseconds. The table needs a `kafka_timestamp` column."""
+Sample = tuple[int, int]  # (Kafka timestamp, freshness), milliseconds
+
+
+def row_freshness_ms(location: str, since_ms: int = 0) -> list[Sample]:
+    """For every row whose Kafka timestamp is at or after `since_ms`: (Kafka timestamp,
+    commit landed - Kafka timestamp), in milliseconds. The table needs `kafka_timestamp`."""
     root = local_path(location)
-    found: list[int] = []
+    found: list[Sample] = []
     for commit in commits(location):
         for file in commit.files_added:
             column = pq.read_table(root / file, columns=["kafka_timestamp"]).column(0)
             for ts in column.cast("timestamp[ms]").cast("int64").to_pylist():
                 if ts is not None and ts >= since_ms:
-                    found.append(commit.landed_ms - ts)
+                    found.append((ts, commit.landed_ms - ts))
     return found
 
 
@@ -112,13 +115,13 @@ def visible_downstream_ms(checkpoint: str, source_location: str) -> dict[int, in
 
 def downstream_freshness_ms(
     upstream: str, checkpoints: Sequence[str], since_ms: int = 0
-) -> list[int]:
+) -> list[Sample]:
     """Freshness of the upstream table's rows (Kafka timestamp at or after `since_ms`) in the
     tables the streams at `checkpoints` keep: visible once the batch covering the row's commit
     has committed in every one of them. Rows some stream has not covered yet are left out."""
     visible = [visible_downstream_ms(checkpoint, upstream) for checkpoint in checkpoints]
     root = local_path(upstream)
-    found: list[int] = []
+    found: list[Sample] = []
     for commit in commits(upstream):
         times = [v.get(commit.version) for v in visible]
         if not times or any(t is None for t in times):
@@ -128,8 +131,21 @@ def downstream_freshness_ms(
             column = pq.read_table(root / file, columns=["kafka_timestamp"]).column(0)
             for ts in column.cast("timestamp[ms]").cast("int64").to_pylist():
                 if ts is not None and ts >= since_ms:
-                    found.append(at - ts)
+                    found.append((ts, at - ts))
     return found
+
+
+def lag_grew(samples: Sequence[Sample]) -> bool:
+    """Whether freshness got worse over the phase: the rows sent in its last quarter were
+    visible, at the median, more than twice as late (plus 2 s) as those of its first quarter.
+    Bounded lag keeps the two alike; an input rate past what the side sustains does not."""
+    if len(samples) < 8:
+        return False
+    ordered = sorted(samples)
+    quarter = len(ordered) // 4
+    first = [fresh for _, fresh in ordered[:quarter]]
+    last = [fresh for _, fresh in ordered[-quarter:]]
+    return percentile(last, 50) > 2 * percentile(first, 50) + 2000
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -116,7 +116,7 @@ def plots(results: dict[str, Any], folder: Path, stem: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4))
     for side, f in results["sides"].items():
         for layer, v in f["freshness_s"].items():
-            label = layer if side == "chain" else side
+            label = f"chain: {layer}" if side == "chain" else side
             if side == "chain" or layer == side:
                 ax.plot(v["cdf"], range(101), label=label)
     ax.set_xlabel("Kafka timestamp to visible in the table (s)")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bench import report
-from bench.measure import percentile
+from bench.measure import lag_grew, percentile
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +92,11 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 100) == 100
     assert percentile(values, 0) == 1
     assert percentile([7], 99) == 7
+
+
+def test_lag_grew_tells_a_bounded_lag_from_a_growing_one() -> None:
+    steady = [(t * 10, 1500 + (t % 7) * 100) for t in range(400)]  # ~1.5-2.1 s throughout
+    growing = [(t * 10, 1500 + t * 50) for t in range(400)]  # 1.5 s, then 21.5 s
+    assert not lag_grew(steady)
+    assert lag_grew(growing)
+    assert not lag_grew(growing[:5]), "too few rows to tell"
