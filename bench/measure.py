@@ -46,19 +46,6 @@ def commits(location: str) -> list[Commit]:
     return found
 
 
-def live_files(location: str) -> int:
-    """Data files the table's latest version references."""
-    files: set[str] = set()
-    for path in _commits(location):
-        for line in path.read_text().splitlines():
-            action = json.loads(line) if line.strip() else {}
-            if "add" in action:
-                files.add(action["add"]["path"])
-            elif "remove" in action:
-                files.discard(action["remove"]["path"])
-    return len(files)
-
-
 Sample = tuple[int, int]  # (Kafka timestamp, freshness), milliseconds
 
 

@@ -30,7 +30,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 from bench import measure
 from streaming.bronze import LAYER as BRONZE
 from streaming.config import Settings, Source, load_settings
-from streaming.delta_log import live_rows
+from streaming.delta_log import live_files, live_rows
 from streaming.generator.producer import produce
 from streaming.generator.shop import Record, ShopSimulator
 from streaming.gold.definitions import load_gold_tables
@@ -251,7 +251,7 @@ def run(
             for layer, values in freshness.items()
         },
         "batch_ms_at_fixed_rate": breakdown,
-        "files_at_end": {name: measure.live_files(path) for name, path in side.tables().items()},
+        "files_at_end": {name: live_files(path) for name, path in side.tables().items()},
         "throughput_over_time": [
             [round((c.landed_ms - first_ms) / 1000, 2), c.rows_added]
             for c in measure.commits(side.silver if side_name == "chain" else side.entry)
