@@ -54,6 +54,18 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64, unpadded.
+
+    Like Kafka's own ``Uuid.randomUuid``, it never starts with ``-``: the
+    storage tool's argument parser would take such an id for an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class LocalKafka:
     """The broker of one state directory."""
 
@@ -229,7 +241,7 @@ class LocalKafka:
         )
 
     def _format(self, java: str, classpath: str) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         done = subprocess.run(
             [
                 java,
@@ -237,8 +249,7 @@ class LocalKafka:
                 classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.properties_file),
             ],
