@@ -36,6 +36,8 @@ from streaming.silver.events import (
     DUPLICATES,
     QUARANTINE,
     SILVER,
+    append_duplicates,
+    classify,
     first_per_id,
     quarantine_rows,
     seen_before,
@@ -242,34 +244,16 @@ class CdcBatchWriter:
         to duplicates, and only when there are some."""
         from delta.tables import DeltaTable
 
-        coords = ["kafka_topic", "kafka_partition", "kafka_offset"]
         firsts, later = first_per_id(changes, CHANGE_KEY)
         existing = read_delta(spark, self.changes_path)
         repeated = (
             seen_before(firsts, existing, CHANGE_KEY) if existing is not None else firsts.limit(0)
         )
-        classified = (
-            firsts.join(repeated.select(*coords).withColumn(DUPLICATE, F.lit(True)), coords, "left")
-            .withColumn(DUPLICATE, F.coalesce(F.col(DUPLICATE), F.lit(False)))
-            .unionByName(later.withColumn(DUPLICATE, F.lit(True)))
-            .localCheckpoint(eager=True)
-        )
+        classified = classify(firsts, later, repeated)
         try:
             new = classified.where(~F.col(DUPLICATE)).drop(DUPLICATE)
             append_once(new, self.changes_path, None, f"{self.app_id}-changes", batch_id)
-            dups = classified.where(F.col(DUPLICATE))
-            if not dups.isEmpty():
-                append_once(
-                    dups.select(
-                        F.col(CHANGE_KEY).alias("event_id"),
-                        *[F.col(c) for c in (*coords, "kafka_timestamp", "ingest_time")],
-                        F.to_date("ingest_time").alias("ingest_date"),
-                    ),
-                    self.duplicates_path,
-                    "ingest_date",
-                    f"{self.app_id}-duplicates",
-                    batch_id,
-                )
+            append_duplicates(classified, CHANGE_KEY, self.duplicates_path, self.app_id, batch_id)
             if new.isEmpty():
                 return  # every change was applied before: current rows and history stand
             key = self.contract.key

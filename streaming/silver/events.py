@@ -31,6 +31,7 @@ SILVER, QUARANTINE, DUPLICATES = "silver", "quarantine", "duplicates"
 DUPLICATE = "_duplicate"  # a valid row's class within a batch: a copy of an earlier record
 EVENT_DATE = "event_date"
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+RECORD = KAFKA_COLUMNS[:3]  # what identifies a Kafka record
 HORIZON = timedelta(hours=24)
 
 
@@ -110,6 +111,33 @@ def seen_before(candidates: DataFrame, silver: DataFrame, id_column: str) -> Dat
     return candidates.join(s, same_id & other_record, "left_semi")
 
 
+def classify(firsts: DataFrame, later: DataFrame, repeated: DataFrame) -> DataFrame:
+    """The batch's valid rows, each marked once (column DUPLICATE): the first of its id in
+    the batch and not `repeated` (silver holds it from another record), or a copy. Computed
+    in one job and cut from its lineage; the caller unpersists it."""
+    return (
+        firsts.join(
+            repeated.select(*RECORD).withColumn(DUPLICATE, F.lit(True)),
+            list(RECORD),
+            "left",
+        )
+        .withColumn(DUPLICATE, F.coalesce(F.col(DUPLICATE), F.lit(False)))
+        .unionByName(later.withColumn(DUPLICATE, F.lit(True)))
+        .localCheckpoint(eager=True)
+    )
+
+
+def append_duplicates(
+    classified: DataFrame, id_column: str, path: str, app_id: str, batch_id: int
+) -> None:
+    """Record the classified copies in duplicates.<topic>; a batch without any commits nothing."""
+    dups = classified.where(F.col(DUPLICATE))
+    if not dups.isEmpty():
+        append_once(
+            duplicate_rows(dups, id_column), path, "ingest_date", f"{app_id}-duplicates", batch_id
+        )
+
+
 class EventBatchWriter:
     """The foreachBatch function of one event topic's silver stream."""
 
@@ -170,29 +198,13 @@ class EventBatchWriter:
         classified once (one job), and a batch without duplicates commits nothing to them."""
         valid = silver_rows(checked, self.contract)
         firsts, later_in_batch = first_per_id(valid, self.id_column)
-        repeated = self._seen(spark, firsts, lo, hi)
-        classified = (
-            firsts.join(
-                repeated.select(*KAFKA_COLUMNS).withColumn(DUPLICATE, F.lit(True)),
-                list(KAFKA_COLUMNS),
-                "left",
-            )
-            .withColumn(DUPLICATE, F.coalesce(F.col(DUPLICATE), F.lit(False)))
-            .unionByName(later_in_batch.withColumn(DUPLICATE, F.lit(True)))
-            .localCheckpoint(eager=True)
-        )
+        classified = classify(firsts, later_in_batch, self._seen(spark, firsts, lo, hi))
         try:
             new = classified.where(~F.col(DUPLICATE)).drop(DUPLICATE)
             append_once(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
-            dups = classified.where(F.col(DUPLICATE)).drop(DUPLICATE)
-            if not dups.isEmpty():
-                append_once(
-                    duplicate_rows(dups, self.id_column),
-                    self.duplicates_path,
-                    "ingest_date",
-                    f"{self.app_id}-duplicates",
-                    batch_id,
-                )
+            append_duplicates(
+                classified, self.id_column, self.duplicates_path, self.app_id, batch_id
+            )
         finally:
             classified.unpersist()
 
