@@ -83,6 +83,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"| freshness p99 bronze / silver / gold (s) | {p99['bronze']} / {p99['silver']} / "
         f"{p99['gold']} |",
     ]
+    lines += ["", *batch_table(results["sides"])]
     growth = results.get("growth")
     if growth:
         lines += [
@@ -104,6 +105,24 @@ def markdown(results: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+BATCH_PARTS = ("triggerExecution", "latestOffset", "queryPlanning", "addBatch", "walCommit")
+
+
+def batch_table(sides: dict[str, Any]) -> list[str]:
+    """Per query, the median durationMs of each part of a batch at the fixed rate and of a
+    trigger at idle (Spark's progress), as Markdown rows."""
+    lines = [
+        "| side: query | at | " + " | ".join(BATCH_PARTS) + " (ms) |",
+        "|---|---|" + "---|" * len(BATCH_PARTS),
+    ]
+    for side, f in sides.items():
+        for at, key in (("fixed rate", "batch_ms_at_fixed_rate"), ("idle", "batch_ms_at_idle")):
+            for query, parts in f.get(key, {}).items():
+                cells = " | ".join(f"{parts[p]:.0f}" if p in parts else "" for p in BATCH_PARTS)
+                lines.append(f"| {side}: {query} | {at} | {cells} |")
+    return lines
 
 
 def plots(results: dict[str, Any], folder: Path, stem: str) -> list[Path]:

@@ -30,7 +30,7 @@ import yaml
 
 from bench import report
 from bench.limit import consumer_limit
-from bench.side import SIDES, orders, orders_source
+from bench.side import IDLE_REPORT_CONF, SIDES, orders, orders_source
 from bench.workspace import free_port, local_broker, scratch_settings
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
@@ -129,6 +129,7 @@ class Bench:
             self.args.profile,
             self.root / label,
             kafka_port=self.port,
+            spark_conf=IDLE_REPORT_CONF,
             topic_prefix=f"bench{self.run_id}{label.replace('-', '')}",
             pipeline={
                 "sources": sources,

@@ -15,6 +15,7 @@ Phase 2 (freshness): records arrive at a fixed rate for a fixed time while the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.streaming.listener import StreamingQueryProgress
 from pyspark.sql.streaming.query import StreamingQuery
 
 from bench import measure
@@ -42,6 +44,10 @@ from streaming.session import build_spark_session
 SIDES = ("baseline", "bronze", "chain")
 BASELINE_TABLE = "baseline"
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+IDLE_TRIGGERS = 3  # idle triggers per query the idle phase waits for
+# Spark reports a trigger without input once per this interval (default 10 s); a benchmark's
+# sessions use 1 s so the idle phase is short. Batches with input are reported each time.
+IDLE_REPORT_CONF = {"spark.sql.streaming.noDataProgressEventInterval": "1000"}
 
 
 def orders_source(settings: Settings) -> Source:
@@ -149,16 +155,27 @@ def wait_for(check: Callable[[], bool], deadline_s: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def batch_breakdown(queries: list[StreamingQuery], since: datetime) -> dict[str, dict[str, float]]:
-    """Per query, the median of each durationMs part over its batches since `since`."""
+def progress_since(
+    query: StreamingQuery, since: datetime, *, idle: bool = False
+) -> list[StreamingQueryProgress]:
+    """The query's progress events since `since`: its batches, or (`idle`) its triggers that
+    found no new input."""
+    return [
+        p
+        for p in query.recentProgress
+        if (p.numInputRows == 0) == idle
+        and datetime.fromisoformat(p.timestamp.replace("Z", "+00:00")) >= since
+    ]
+
+
+def batch_breakdown(
+    queries: list[StreamingQuery], since: datetime, *, idle: bool = False
+) -> dict[str, dict[str, float]]:
+    """Per query, the median of each durationMs part over its batches (or idle triggers)
+    since `since`."""
     found: dict[str, dict[str, float]] = {}
     for query in queries:
-        batches = [
-            p
-            for p in query.recentProgress
-            if p.numInputRows > 0
-            and datetime.fromisoformat(p.timestamp.replace("Z", "+00:00")) >= since
-        ]
+        batches = progress_since(query, since, idle=idle)
         if batches:
             parts = {key for p in batches for key in p.durationMs}
             found[query.name or str(query.id)] = {
@@ -221,6 +238,20 @@ def run(
         caught_up = False  # the rows still missing are left out of the freshness figures
     queries = running or list(spark.streams.active)
     breakdown = batch_breakdown(queries, since)
+
+    # Phase 3: idle. No input; every query still polls its source each trigger (Spark
+    # reports such a trigger every noDataProgressEventInterval, 1 s in a benchmark's session).
+    idle_since = datetime.now(UTC)
+    # A query still busy with its last batch reports fewer idle triggers: what it did report.
+    with contextlib.suppress(TimeoutError):
+        wait_for(
+            lambda: all(
+                len(progress_since(q, idle_since, idle=True)) >= IDLE_TRIGGERS for q in queries
+            ),
+            60,
+            "idle triggers",
+        )
+    idle = batch_breakdown(queries, idle_since, idle=True)
     end = measure.process_usage(jvm_pid)
     stop.set()
     for query in running:
@@ -251,6 +282,7 @@ def run(
             for layer, values in freshness.items()
         },
         "batch_ms_at_fixed_rate": breakdown,
+        "batch_ms_at_idle": idle,
         "files_at_end": {name: live_files(path) for name, path in side.tables().items()},
         "throughput_over_time": [
             [round((c.landed_ms - first_ms) / 1000, 2), c.rows_added]

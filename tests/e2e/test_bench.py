@@ -53,11 +53,22 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
             assert len(fresh["cdf"]) == 101 and not any(math.isnan(v) for v in fresh["cdf"])
         assert all(n > 0 for n in figures["files_at_end"].values())
         assert figures["batch_ms_at_fixed_rate"], side
+        # Every query polled its source while idle, and Spark timed it.
+        idle = figures["batch_ms_at_idle"]
+        assert idle, side
+        assert all({"triggerExecution", "latestOffset"} <= set(p) for p in idle.values()), side
         assert figures["throughput_over_time"], side
     assert set(latest["sides"]["chain"]["freshness_s"]) == set(LAYERS)
 
     table = (out / "latest.md").read_text()
-    for row in ("| limit", "| baseline |", "| bronze |", "| chain |", "full chain / baseline"):
+    for row in (
+        "| limit",
+        "| baseline |",
+        "| bronze |",
+        "| chain |",
+        "full chain / baseline",
+        "| idle |",
+    ):
         assert row in table
     for plot in ("latest-freshness.png", "latest-throughput.png"):
         assert (out / plot).read_bytes().startswith(PNG), plot

@@ -28,6 +28,8 @@ def side(rate: float, layers: dict[str, float]) -> dict[str, Any]:
         },
         "files_at_end": {"t": 3},
         "throughput_over_time": [[0.0, 10], [1.0, 10]],
+        "batch_ms_at_fixed_rate": {"q": {"triggerExecution": 900.0, "addBatch": 700.0}},
+        "batch_ms_at_idle": {"q": {"triggerExecution": 12.0, "latestOffset": 9.0}},
     }
 
 
@@ -83,6 +85,8 @@ def test_results_files_hold_the_figures(tmp_path: Path) -> None:
     assert "| chain | 4000 | bronze 1.50 / 2.70 / 3.00; silver 4.50" in table
     assert "| 2 | 2000 | 1800 |" in table  # throughput by partitions
     assert "| 100 | 3.00 / 3.00 / 3.00 | no |" in table  # past the knee
+    assert "| chain: q | fixed rate | 900 |  |  | 700 |  |" in table  # a batch's parts
+    assert "| chain: q | idle | 12 | 9 |  |  |  |" in table  # a trigger without input
 
 
 def test_percentile_is_nearest_rank() -> None:
