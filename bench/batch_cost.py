@@ -1,9 +1,10 @@
 """What one micro-batch costs each silver and gold writer on a warm driver, alone.
 
 The demo's batch times (ops.stream_progress) are what eight queries sharing two cores make of
-this; here each writer runs by itself, so the figure is the writer's own: wall time and Spark
-jobs per call, on batches the size the demo's second brings (20 shop events, 2 customer
-changes), after warm-up calls.
+this; here each writer runs by itself, so the figure is the writer's own: wall time, Spark
+jobs and CPU-seconds of the driver per call (JVM, local executors included, and Python: a
+figure that stays meaningful when the machine is shared), on batches the size the demo's
+second brings (20 shop events, 2 customer changes), after warm-up calls.
 
     .venv/bin/python bench/batch_cost.py [--rounds 12] [--warmup 4]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -22,6 +24,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from bench.measure import process_usage
 from bench.workspace import scratch_settings
 from streaming.bronze import BRONZE_SCHEMA
 from streaming.generator.customers import CustomerChanges
@@ -77,23 +80,33 @@ def timed(
     spark: SparkSession, name: str, call: Callable[[int], None], rounds: int, warmup: int
 ) -> dict[str, Any]:
     tracker = spark.sparkContext.statusTracker()
-    seconds, jobs = [], []
+    jvm = int(spark._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    seconds, cpu, jobs = [], [], []
     for batch_id in range(warmup + rounds):
         group = f"bench-{name}-{batch_id}"
         spark.sparkContext.setJobGroup(group, group)
-        started = time.monotonic()
+        started, cpu_before = time.monotonic(), cpu_seconds(jvm)
         call(batch_id)
-        elapsed = time.monotonic() - started
+        elapsed, used = time.monotonic() - started, cpu_seconds(jvm) - cpu_before
         if batch_id >= warmup:
             seconds.append(elapsed)
+            cpu.append(used)
             jobs.append(len(tracker.getJobIdsForGroup(group)))
     spark.sparkContext.setJobGroup("bench", "bench")
     return {
         "writer": name,
         "median_s": round(statistics.median(seconds), 3),
         "max_s": round(max(seconds), 3),
+        "median_cpu_s": round(statistics.median(cpu), 3),
         "spark_jobs": statistics.median(jobs),
     }
+
+
+def cpu_seconds(jvm_pid: int) -> float:
+    """CPU seconds used so far by this driver: its JVM and this Python process. Unlike wall
+    time, it hardly moves when other work shares the machine."""
+    own = os.times()
+    return process_usage(jvm_pid).cpu_s + own.user + own.system
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import json
 import math
 import queue
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.run import Progress, machine
 from bench.workspace import free_port, local_broker, scratch_settings
 from streaming.catalog import pipeline_tables
 from streaming.config import SAFE_VACUUM_HOURS, Settings, load_settings
@@ -79,6 +81,7 @@ class Plan:
     sample_s: float
     rate: float  # shop records (orders and payments) per second
     retention_hours: int
+    tables: tuple[str, ...] = ()  # the tables maintenance runs on (empty: every table)
 
     @property
     def seconds(self) -> float:
@@ -104,16 +107,6 @@ class Plan:
             "log_retention": f"{hours} hours",
             "tables": {},
         }
-
-
-class Progress:
-    """One line per step on stderr, with the time since the benchmark started."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def step(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
 
 
 # --- the workers: a streaming driver and an analyst, each a process of its own ---------------
@@ -220,7 +213,7 @@ class Worker:
         for line in self.process.stdout:
             if line.startswith(TAG):
                 self.messages.put(json.loads(line[len(TAG) :]))
-            else:
+            elif not self._sink.closed:
                 self._sink.write(line)
 
     def send(self, command: str) -> None:
@@ -299,14 +292,24 @@ def table_files(tables: dict[str, str]) -> dict[str, dict[str, int | None]]:
     """For each table that exists: live data files, data files on disk, Delta log files."""
     found: dict[str, dict[str, int | None]] = {}
     for name, path in tables.items():
-        if not (local_path(path) / "_delta_log").is_dir():
-            continue
-        try:
-            live = live_files(path)
-        except DeltaLogError:
-            live = None
-        found[name] = {"live": live, "on_disk": data_files_on_disk(path), "log": log_files(path)}
+        if (local_path(path) / "_delta_log").is_dir():
+            found[name] = _files(path)
     return found
+
+
+def _files(path: str, attempts: int = 3) -> dict[str, int | None]:
+    failed = 0
+    while True:
+        try:
+            try:
+                live = live_files(path)
+            except DeltaLogError:
+                live = None
+            return {"live": live, "on_disk": data_files_on_disk(path), "log": log_files(path)}
+        except FileNotFoundError:  # log cleanup or VACUUM deleted a file as it was read
+            failed += 1
+            if failed == attempts:
+                raise
 
 
 def history_operations(location: str) -> Counter[str]:
@@ -366,7 +369,9 @@ class Run:
     maintenance: list[MaintenanceRun] = field(default_factory=list)
     skipped_ticks: list[float] = field(default_factory=list)
     query_failures: list[str] = field(default_factory=list)
+    rows_at_last_sample: dict[str, int | None] = field(default_factory=dict)
     _tables: dict[str, str] = field(default_factory=dict)
+    _qualified: dict[str, str] = field(default_factory=dict)
 
     @property
     def maintained(self) -> bool:
@@ -375,10 +380,21 @@ class Run:
     def tables(self) -> dict[str, str]:
         """Every table of the pipeline by its display name (the run's topic prefix left out)."""
         if not self._tables:
-            self._tables = {
-                self.display(t.qualified): t.path for t in pipeline_tables(self.settings)
-            }
+            for table in pipeline_tables(self.settings):
+                self._tables[self.display(table.qualified)] = table.path
+                self._qualified[self.display(table.qualified)] = table.qualified
         return self._tables
+
+    def maintained_tables(self) -> list[str]:
+        """The plan's tables as the job names them; HeadwaterError for a table not in the
+        pipeline."""
+        known = self.tables()
+        unknown = [name for name in self.plan.tables if name not in known]
+        if unknown:
+            raise HeadwaterError(
+                f"no table {', '.join(unknown)} in the pipeline: choose from {', '.join(known)}"
+            )
+        return [self._qualified[name] for name in self.plan.tables]
 
     def display(self, qualified: str) -> str:
         return qualified.replace(f"{self.prefix}_", "")
@@ -399,6 +415,7 @@ class Run:
                     self.settings.profile_name,
                     "--results",
                     str(results),
+                    *(arg for name in self.maintained_tables() for arg in ("--table", name)),
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -408,8 +425,10 @@ class Run:
         self.maintenance.append(run)
         return run
 
-    def sample(self, at_s: float, analyst: Worker) -> None:
+    def sample(self, at_s: float, analyst: Worker, *, last: bool = False) -> None:
         files = table_files(self.tables())
+        if last:  # how far the streams got: rows per table, against the records sent
+            self.rows_at_last_sample = {name: _rows(path) for name, path in self.tables().items()}
         analyst.send(f"query {EXECUTIONS}")
         answer = analyst.receive(300, "the gold query")
         self.query_failures += answer["failures"]
@@ -433,6 +452,7 @@ class Run:
     def execute(self, shop_feed: Callable[[threading.Event], dict[str, int]]) -> dict[str, Any]:
         """Run the streams, feed, sample and (with) maintain for the plan's minutes."""
         plan = self.plan
+        self.maintained_tables()  # a table the pipeline does not have fails here, not later
         chain = Worker("chain", self.settings, self.root / "chain.log")
         analyst = Worker("analyst", self.settings, self.root / "analyst.log")
         stop = threading.Event()
@@ -459,7 +479,8 @@ class Run:
 
             feeder = threading.Thread(target=feed, name="generator", daemon=True)
             feeder.start()
-            next_sample, next_tick = 0.0, plan.every_minutes * 60
+            every = plan.every_minutes * 60
+            next_sample, next_tick = 0.0, every
             while True:
                 now = time.monotonic() - started
                 for m in self.maintenance:
@@ -474,12 +495,14 @@ class Run:
                     else:
                         self.progress.step(f"{self.label}: maintenance run at t={now:.0f}s")
                         self.start_maintenance(now)
-                    next_tick += plan.every_minutes * 60
+                    next_tick = _next(now, every)  # a late tick runs once, as Dagster's would
                 if now >= next_sample:
-                    self.sample(min(now, plan.seconds), analyst)
+                    self.sample(now, analyst, last=next_sample >= plan.seconds)
                     if next_sample >= plan.seconds:
                         break
-                    next_sample = min(next_sample + plan.sample_s, plan.seconds)
+                    next_sample = min(
+                        _next(time.monotonic() - started, plan.sample_s), plan.seconds
+                    )
                 stop.wait(max(0.0, min(next_sample, next_tick) - (time.monotonic() - started)))
             stop.set()
             feeder.join(timeout=120)
@@ -504,7 +527,7 @@ class Run:
         tables = self.tables()
         return {
             "records_sent": sent,
-            "rows_at_end": {name: _rows(path) for name, path in tables.items()},
+            "rows_at_last_sample": self.rows_at_last_sample,
             "samples": self.samples,
             "maintenance_runs": [m.record() for m in self.maintenance],
             "skipped_ticks_s": self.skipped_ticks,
@@ -526,6 +549,11 @@ class Run:
             f"{(m.ended_s or 0) - m.started_s:.0f} s: {len(done)} tables, OPTIMIZE compacted "
             f"{compacted} files into {written}, VACUUM deleted {vacuumed}"
         )
+
+
+def _next(now: float, period: float) -> float:
+    """The first multiple of `period` after `now`."""
+    return period * (math.floor(now / period) + 1)
 
 
 def _rows(path: str) -> int | None:
@@ -584,7 +612,7 @@ def _median(values: list[float]) -> float | None:
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     """Files at the end per table, the query's median time in the run's first and last
-    quarter, and what maintenance did per table, for both runs."""
+    quarter, how far the streams got, and what maintenance did per table, for both runs."""
     runs = results["runs"]
     window = results["plan"]["window_s"]
     seconds = results["plan"]["seconds"]
@@ -617,10 +645,22 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         }
         for label, run in runs.items()
     }
+    streams = {
+        label: {
+            "records_sent": sum(run["records_sent"].values()),
+            "in_bronze_at_last_sample": sum(
+                rows or 0
+                for name, rows in run["rows_at_last_sample"].items()
+                if name.startswith("bronze.")
+            ),
+        }
+        for label, run in runs.items()
+    }
     return {
         "files_at_end": files,
         "totals_at_end": totals,
         "query_s": query,
+        "streams": streams,
         "maintenance": did(runs),
     }
 
@@ -697,8 +737,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"in one driver) fed {plan['rate']:g} shop records/s and {plan['cdc_rate']:g} customer "
         f"changes/s for {plan['minutes']:g} min, without and with the maintenance job every "
         f"{plan['every_minutes']:g} min (production: hourly, compressed here) and once before "
-        f"the streams start; retention {plan['retention_hours']} h. Samples every "
-        f"{plan['sample_s']:g} s.",
+        f"the streams start; retention {plan['retention_hours']} h; "
+        + (f"tables {', '.join(plan['tables'])}" if plan["tables"] else "every table")
+        + f". Samples every {plan['sample_s']:g} s.",
         "",
         "| table | live data files at end (without / with) | data files on disk | "
         "Delta log files |",
@@ -718,7 +759,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Gold query (median of {EXECUTIONS} executions per sample, a warm analyst session of its "
         f"own, tables read afresh each time), seconds, median over the run's first and last "
-        f"{window_min:g} min:",
+        f"{window_min:.3g} min:",
         "",
         "| run | first | last | failed executions |",
         "|---|---|---|---|",
@@ -729,6 +770,15 @@ def markdown(results: dict[str, Any]) -> str:
             first = "-" if q["first"] is None else f"{q['first']:.3f}"
             last = "-" if q["last"] is None else f"{q['last']:.3f}"
             lines.append(f"| {label} | {first} | {last} | {q['failures']} |")
+    kept = [
+        f"{label} {f['in_bronze_at_last_sample']:,} of {f['records_sent']:,}"
+        for label, f in s["streams"].items()
+    ]
+    lines += [
+        "",
+        "How far the streams got: records in bronze at the last sample, of those the generator "
+        f"sent by then: {'; '.join(kept)}.",
+    ]
     running = [m for m in maintained if m["streams_running"]]
     took = [m["seconds"] for m in running if m["seconds"] is not None]
     lines += [
@@ -795,12 +845,14 @@ def plot(results: dict[str, Any], path: Path) -> Path:
         )
         for m in run["maintenance_runs"]:
             if m["streams_running"] and m["seconds"] is not None:
+                start = m["started_s"] / 60
+                end = min(start + m["seconds"] / 60, results["plan"]["minutes"])
                 for ax in axes.flat:
-                    start = m["started_s"] / 60
-                    ax.axvspan(start, start + m["seconds"] / 60, color="tab:blue", alpha=0.08)
+                    ax.axvspan(start, end, color="tab:blue", alpha=0.08)
     axes[1][1].set_title(f"gold query, median of {EXECUTIONS} (s)")
     axes[1][1].set_ylim(bottom=0)
     for ax in axes.flat:
+        ax.set_xlim(0, results["plan"]["minutes"] * 1.1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in axes[1]:
@@ -832,9 +884,9 @@ def write(results: dict[str, Any], folder: Path, started: datetime) -> list[Path
 
 
 def benchmark(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from bench.run import machine
-
-    plan = Plan(args.minutes, args.every, args.sample, args.rate, args.retention_hours)
+    plan = Plan(
+        args.minutes, args.every, args.sample, args.rate, args.retention_hours, tuple(args.table)
+    )
     started = datetime.now(UTC)
     results: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
@@ -903,6 +955,13 @@ def main(argv: list[str] | None = None) -> int:
         help="vacuum and log retention the maintenance conf asks for (0 lets VACUUM delete "
         "files a concurrent writer has not committed yet: Delta warns it can corrupt a table)",
     )
+    parser.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        help="a table maintenance runs on, e.g. bronze.shop_orders (repeatable; default: every "
+        "table, as the schedule)",
+    )
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     parser.add_argument("--conf", default=str(REPO / "conf"))
     parser.add_argument("--profile", default="local")
@@ -915,6 +974,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.minutes <= 0 or args.every <= 0 or args.sample <= 0 or args.rate <= 0:
         parser.error("--minutes, --every, --sample and --rate must be positive")
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C: the broker and workers are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     progress = Progress()
     started = datetime.now(UTC)
     results = benchmark(args, progress)

@@ -16,18 +16,21 @@ The tables, as they stand:
   that grows by age at a steady rate instead would keep the window's rows fixed.)
 - Every customer has one change (a snapshot read, op r) in _changes, one version in
   _history and its row in silver.customers; none is partitioned, as the stream leaves them.
-- Files as a compaction leaves them: one per event date of silver.orders, and the customer
-  tables cut into files of equal rows (ROWS_PER_FILE caps every file, about 100-170 MiB at
-  these rows' widths: OPTIMIZE's own cap is 1 GiB). Each size is built from scratch.
+- Files as a compaction leaves them: one per event date of silver.orders (84 bytes a row:
+  28 MiB a day at 10M rows over 30 days), and each customer table cut into files of equal
+  rows, at most ROWS_PER_FILE (4 million: 110 MiB of _changes at 27 bytes a row, 60 MiB of
+  the others at 16); OPTIMIZE's own cap is 1 GiB. Each size is built from scratch.
 
-The batches come from the demo's generators through batch_cost.BronzeBatches, built before
-the clock starts. One order event in 10 is a copy of a silver.orders row of the last day
-(the same event id from another Kafka record), so dedup finds duplicates in the table; the
-changes after the generator's snapshot (which is read and dropped) update or delete
-customers the table holds (about 70 %) or insert new ones, so the MERGEs match rows.
+An unreported first pass on a small table (`warm_table` rows) warms the driver up, so the
+first size does not pay for it. The batches come from the demo's generators through
+batch_cost.BronzeBatches, built before the clock starts. One order event in 10 is a copy of
+a silver.orders row of the last day (the same event id from another Kafka record), so dedup
+finds duplicates in the table; the changes after the generator's snapshot (which is read and
+dropped) update or delete customers the table holds (about 70 %) or insert new ones, so the
+MERGEs match rows. Of a large table, the changed customers all lie in its first file.
 
     .venv/bin/python -m bench.table_growth [--sizes 1000000,10000000] [--rounds 6]
-        [--warmup 2] [--large 2000,200] [--out bench/results]
+        [--warmup 2] [--large 2000,200] [--days 30] [--warm-table 1000] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -75,7 +79,8 @@ SIZES = (100_000, 1_000_000, 10_000_000)
 DEMO_BATCH = (20, 2)  # order events, customer changes: what the demo's second brings
 LARGE_BATCH = (2000, 200)
 COPY_EVERY = 10  # every 10th order event of a batch copies a row silver.orders holds
-ROWS_PER_FILE = 2_000_000
+ROWS_PER_FILE = 4_000_000  # a compacted file: see the docstring
+WARM_TABLE = 1000  # rows of the unreported first pass
 WRITERS = {"events": "silver dedup (events)", "cdc": "silver CDC MERGE"}
 Step = Callable[[str], None]
 Writer = Callable[[DataFrame, int], None]
@@ -88,30 +93,49 @@ def measure(
     warmup: int = 2,
     large: tuple[int, int] = LARGE_BATCH,
     days: int = 30,
+    warm_table: int = WARM_TABLE,
     conf: Path = Path("conf"),
     profile: str = "local",
     step: Step | None = None,
 ) -> dict[str, Any]:
     """Per table size: the build's time, files and bytes, and each writer's cost per call on
-    the demo's batch and on `large` (events, changes). Builds and stops its own SparkSession;
-    its scratch lake is deleted afterwards."""
+    the demo's batch and on `large` (events, changes). First, unreported, the same on a table
+    of `warm_table` rows (0: none), so the first size does not pay for the driver's warm-up.
+    Builds its own SparkSession and stops it (call it where no other session runs); its
+    scratch lake is deleted afterwards."""
     from bench.run import machine  # here, not at the top: bench.run may import this module
 
     say = step or (lambda text: None)
-    started = datetime.now(UTC)
+    started, load_before = datetime.now(UTC), os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix="headwater-table-growth-"))
     spark = None
     try:
         results = []
-        for rows in sizes:
-            settings = scratch_settings(conf, profile, root / f"n{rows}")
+        for n, rows in enumerate([warm_table, *sizes] if warm_table else sizes):
+            workspace = root / f"{n}-{rows}"
+            settings = scratch_settings(conf, profile, workspace)
             if spark is None:
                 from streaming.session import build_spark_session
 
                 say("starting the Spark driver")
                 spark = build_spark_session(settings)
-            results.append(_one_size(spark, settings, rows, rounds, warmup, large, days, say))
-            shutil.rmtree(root / f"n{rows}", ignore_errors=True)
+            warming = warm_table and n == 0
+            if warming:
+                say(f"warming the driver up on a table of {rows} rows (not reported)")
+            figures = _one_size(
+                spark,
+                settings,
+                rows,
+                1 if warming else rounds,
+                warmup,
+                large,
+                days,
+                say if not warming else lambda text: None,
+                label=f"growth{n}",  # the job groups of each pass are its own
+            )
+            if not warming:
+                results.append(figures)
+            shutil.rmtree(workspace, ignore_errors=True)
     finally:
         if spark is not None:
             spark.stop()
@@ -119,10 +143,13 @@ def measure(
     return {
         "started": started.isoformat(timespec="seconds"),
         "machine": machine(),
+        # The machine's 1-minute load average before and after: other work skews the figures.
+        "load_average": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
         "plan": {
             "sizes": sizes,
             "rounds": rounds,
             "warmup": warmup,
+            "warm_table": warm_table,
             "days": days,
             "dedup_window_share": round(min(2, days) / days, 4),
             "rows_per_file_max": ROWS_PER_FILE,
@@ -191,6 +218,7 @@ def _one_size(
     large: tuple[int, int],
     days: int,
     say: Step,
+    label: str,
 ) -> dict[str, Any]:
     shop = Shop.of(settings)
     say(f"{rows} rows: building the tables")
@@ -220,11 +248,13 @@ def _one_size(
             say(f"{rows} rows: {WRITERS[kind]}, {n} rows per batch")
             frames = [source.next(n) for _ in range(calls)]
             cost = timed(
-                spark, f"growth-{rows}-{kind}-{batch}", _calls(write, frames, first), rounds, warmup
+                spark, f"{label}-{kind}-{batch}", _calls(write, frames, first), rounds, warmup
             )
+            # Every figure timed() gives: wall seconds, Spark jobs (and CPU seconds, where it
+            # measures them: a figure that hardly moves when other work shares the machine).
             figures[kind][batch] = {
                 "batch_rows": n,
-                **{k: cost[k] for k in ("median_s", "max_s", "spark_jobs")},
+                **{k: v for k, v in cost.items() if k != "writer"},
             }
     return {
         "rows": rows,
@@ -465,24 +495,31 @@ def _checks(
 
 
 def growth(sizes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each writer's median per call at the largest size over that at the smallest."""
+    """Each writer's median per call (wall seconds, and CPU seconds where measured) at the
+    largest size over that at the smallest."""
     if len(sizes) < 2:
         return []
     small, big = min(sizes, key=lambda s: s["rows"]), max(sizes, key=lambda s: s["rows"])
     out = []
     for writer in WRITERS:
         for batch in ("demo", "large"):
-            before = small["writers"][writer][batch]["median_s"]
-            after = big["writers"][writer][batch]["median_s"]
+            before, after = small["writers"][writer][batch], big["writers"][writer][batch]
+            ratios = {
+                f"{figure}_ratio": round(after[figure] / before[figure], 2)
+                if before[figure]
+                else None
+                for figure in ("median_s", "median_cpu_s")
+                if figure in before and figure in after
+            }
             out.append(
                 {
                     "writer": writer,
                     "batch": batch,
                     "rows_from": small["rows"],
                     "rows_to": big["rows"],
-                    "median_s_from": before,
-                    "median_s_to": after,
-                    "ratio": round(after / before, 2) if before else None,
+                    "median_s_from": before["median_s"],
+                    "median_s_to": after["median_s"],
+                    **ratios,
                 }
             )
     return out
@@ -490,8 +527,9 @@ def growth(sizes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown(results: dict[str, Any]) -> str:
     """The table of bench/results/table-growth-latest.md: one row per size, then growth."""
-    plan, machine = results["plan"], results["machine"]
+    plan, machine, load = results["plan"], results["machine"], results["load_average"]
     batches = plan["batches"]
+    cpu = any("median_cpu_s" in f for size in results["sizes"] for f in _all(size["writers"]))
     columns = [
         (writer, batch, batches[batch][what])
         for writer, what in (("events", "events"), ("cdc", "changes"))
@@ -501,11 +539,13 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Silver writers per micro-batch as the table grows, {results['started']} "
         f"(commit {machine['commit']}): {machine['cores']} cores, {machine['memory_gib']} GiB, "
-        f"{machine['cpu']}; pyspark {machine['pyspark']}, delta-spark {machine['delta_spark']}. "
+        f"{machine['cpu']}; pyspark {machine['pyspark']}, delta-spark {machine['delta_spark']}; "
+        f"load average {load['start']:g} at the start, {load['end']:g} at the end. "
         f"silver.orders over {plan['days']} event dates (a batch's dedup window covers "
-        f"{plan['dedup_window_share']:.1%} of it), one version per customer; wall seconds per "
-        f"call, median / max of {plan['rounds']} after {plan['warmup']} warm-up calls, "
-        "(Spark jobs per call).",
+        f"{plan['dedup_window_share']:.1%} of it), one version per customer. Per call, after "
+        f"{plan['warmup']} warm-up calls, of {plan['rounds']}: wall seconds median / max"
+        + (" / the driver's CPU seconds median" if cpu else "")
+        + " (Spark jobs).",
         "",
         "| table rows | build (s) | silver.orders files, MiB | customer tables files, MiB | "
         + " | ".join(names[w].format(n) for w, _, n in columns)
@@ -524,20 +564,32 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for writer, batch, _ in columns:
             f = size["writers"][writer][batch]
-            cells.append(f"{f['median_s']:.2f} / {f['max_s']:.2f} ({f['spark_jobs']:g})")
+            used = f" / {f['median_cpu_s']:.2f}" if "median_cpu_s" in f else ""
+            cells.append(f"{f['median_s']:.2f} / {f['max_s']:.2f}{used} ({f['spark_jobs']:g})")
         lines.append("| " + " | ".join(cells) + " |")
     if results["growth"]:
-        ratios = {(g["writer"], g["batch"]): g["ratio"] for g in results["growth"]}
+        ratios = {(g["writer"], g["batch"]): g for g in results["growth"]}
         first = results["growth"][0]
         times = first["rows_to"] / first["rows_from"]
         lines.append(
-            f"| x{times:g} rows: median x | | | | "
-            + " | ".join(
-                "" if ratios[(w, b)] is None else f"{ratios[(w, b)]:g}" for w, b, _ in columns
-            )
+            f"| x{times:g} rows: medians | | | | "
+            + " | ".join(_ratios(ratios[(w, b)]) for w, b, _ in columns)
             + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _all(writers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [figures for batches in writers.values() for figures in batches.values()]
+
+
+def _ratios(growth: dict[str, Any]) -> str:
+    """'x1.5', or 'x1.5 / x1.2' with the CPU seconds' ratio."""
+    return " / ".join(
+        "-" if growth[k] is None else f"x{growth[k]:g}"
+        for k in ("median_s_ratio", "median_cpu_s_ratio")
+        if k in growth
+    )
 
 
 def write(results: dict[str, Any], folder: Path) -> list[Path]:
@@ -558,8 +610,8 @@ def parse_size(text: str) -> int:
     text = text.strip().lower().replace("_", "")
     scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
     number = int(text[:-1] if scale > 1 else text) * scale
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"a table size must be at least 1 row, got {text}")
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"a table size cannot be negative: {text}")
     return number
 
 
@@ -581,10 +633,18 @@ def main() -> None:
         help="the larger batch: order events, customer changes (default 2000,200)",
     )
     parser.add_argument("--days", type=int, default=30, help="event dates silver.orders covers")
+    parser.add_argument(
+        "--warm-table",
+        type=parse_size,
+        default=WARM_TABLE,
+        help="rows of an unreported first pass that warms the driver up (0: none)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--conf", type=Path, default=Path("conf"))
     parser.add_argument("--profile", default="local")
     args = parser.parse_args()
+    if min(args.sizes) < 1:
+        parser.error("--sizes: every table holds at least 1 row")
     if len(args.large) != 2 or min(args.large) < 1:
         parser.error("--large takes two positive numbers: EVENTS,CHANGES")
     if args.days < 1 or args.rounds < 1 or args.warmup < 0:
@@ -600,6 +660,7 @@ def main() -> None:
         warmup=args.warmup,
         large=args.large,
         days=args.days,
+        warm_table=args.warm_table,
         conf=args.conf,
         profile=args.profile,
         step=step,

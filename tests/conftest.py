@@ -150,19 +150,25 @@ def pipeline(broker: Settings, tmp_path: Path, unique: str) -> Settings:
     )
 
 
-@pytest.fixture
-def shop(broker: Settings, tmp_path: Path, unique: str) -> Settings:
-    """Settings of the whole demo shop on the shared broker: orders, payments and customers
-    (CDC) topics of this test, and both gold tables."""
+def write_shop_conf(root: Path, broker: Settings, unique: str, **conf: Any) -> Settings:
+    """A conf/ under `root` of the whole demo shop on `broker`: orders, payments and customers
+    (CDC) topics named t<unique>.*, and both gold tables; `conf` as write_conf takes it."""
     port = int(broker.profile.kafka.bootstrap_servers.rsplit(":", 1)[1])
     topics = [f"t{unique}.orders", f"t{unique}.payments", f"t{unique}.customers"]
-    settings = write_conf(tmp_path, topics=topics, kafka_port=port)
-    gold = tmp_path / "conf" / "gold"
+    settings = write_conf(root, topics=topics, kafka_port=port, **conf)
+    gold = root / "conf" / "gold"
     gold.mkdir()
     for name in ("revenue_per_minute", "customer_orders"):
         text = (REPO / "conf/gold" / f"{name}.yaml").read_text()
         (gold / f"{name}.yaml").write_text(text)
     return settings
+
+
+@pytest.fixture
+def shop(broker: Settings, tmp_path: Path, unique: str) -> Settings:
+    """Settings of the whole demo shop on the shared broker: orders, payments and customers
+    (CDC) topics of this test, and both gold tables."""
+    return write_shop_conf(tmp_path, broker, unique)
 
 
 # --- change data capture: one PostgreSQL cluster and one Kafka Connect worker per session ---

@@ -1,15 +1,20 @@
 """spark-submit entry point: compact and clean the lake's tables as conf's maintenance block says.
 
     spark-submit --jars 'infra/jars/spark/*' streaming/jobs/maintenance.py [--table silver.orders]
+        [--results FILE]
 
 Maintains the tables one after another and exits: 0 when all went well, 1 when a table
-failed (the others are still maintained), 2 on bad conf.
+failed (the others are still maintained), 2 on bad conf. With --results, what was done to each
+table is appended to FILE as JSON lines (a MaintenanceResult each, or the table and its error).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
 
 from streaming.config import load_settings
 from streaming.errors import HeadwaterError
@@ -23,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         help="a qualified table name, e.g. silver.orders (repeatable; default: every table)",
+    )
+    parser.add_argument(
+        "--results", help="append what was done to each table to this file, as JSON lines"
     )
     args = parser.parse_args(argv)
     # Imported here so `--help` answers without loading Spark.
@@ -38,13 +46,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"headwater: {exc}", file=sys.stderr)
         return 2
     failed = []
+
+    def record(found: dict[str, Any]) -> None:
+        if args.results:
+            with open(args.results, "a") as out:
+                out.write(json.dumps(found) + "\n")
+
     try:
         for table in tables:
             try:
-                maintain_table(spark, settings, table.qualified)
-            except Exception:  # the other tables still get their maintenance
+                record(asdict(maintain_table(spark, settings, table.qualified)))
+            except Exception as exc:  # the other tables still get their maintenance
                 log.exception("%s: maintenance failed", table.qualified)
                 failed.append(table.qualified)
+                record({"table": table.qualified, "error": str(exc).strip().split("\n")[0]})
     finally:
         spark.stop()
     if failed:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from streaming.delta_log import DeltaLogError, live_rows
+from streaming.delta_log import DeltaLogError, live_files, live_rows
 from streaming.quality.expectations import ExpectationSpec, validate
 
 pytestmark = pytest.mark.integration
@@ -55,6 +55,43 @@ def test_live_rows_from_the_log_agree_with_spark_through_appends_deletes_and_mer
     assert counts == [(130, 130), (111, 111), (133, 133)]
     with pytest.raises(DeltaLogError, match="not on local disk"):
         live_rows("s3a://lake/t")
+
+
+@pytest.mark.parametrize("deletion_vectors", [False, True])
+def test_the_log_reader_starts_from_the_latest_checkpoint_and_survives_log_cleanup(
+    spark: SparkSession, tmp_path: Path, deletion_vectors: bool
+) -> None:
+    from delta.tables import DeltaTable
+
+    path = str(tmp_path / "t")
+    (
+        spark.range(40)
+        .repartition(4)
+        .write.format("delta")
+        .option("delta.enableDeletionVectors", str(deletion_vectors).lower())
+        .save(path)
+    )
+    for n in range(1, 12):  # versions 1-11: Delta checkpoints at version 10
+        spark.range(40 + 5 * n, 45 + 5 * n).write.format("delta").mode("append").save(path)
+    table = DeltaTable.forPath(spark, path)
+    table.delete("id % 3 = 0")  # after the checkpoint: removes (or vectors) of its files
+    log = tmp_path / "t" / "_delta_log"
+    assert (log / f"{10:020d}.checkpoint.parquet").is_file()
+
+    def spark_figures() -> tuple[int, int]:
+        detail = table.detail().first()
+        assert detail is not None
+        return table.toDF().count(), int(detail.numFiles)
+
+    # 95 ids (0..39, then 45..99), less the 33 multiples of 3 among them (14 + 19).
+    assert (live_rows(path), live_files(path)) == spark_figures() and live_rows(path) == 62
+    # Delta's log cleanup deletes the commits before a checkpoint once they expire.
+    for version in range(10):
+        (log / f"{version:020d}.json").unlink()
+    assert (live_rows(path), live_files(path)) == spark_figures()
+    (log / "_last_checkpoint").unlink()
+    with pytest.raises(DeltaLogError, match="no checkpoint to start from"):
+        live_files(path)
 
 
 def test_local_file_system_keeps_hadoop_permissions_renames_and_links(
