@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_results
 from bench.run import Progress, machine
 from bench.workspace import free_port, local_broker, scratch_settings
 from streaming.catalog import pipeline_tables
@@ -869,15 +870,8 @@ def plot(results: dict[str, Any], path: Path) -> Path:
 
 def write(results: dict[str, Any], folder: Path, started: datetime) -> list[Path]:
     """maintenance-<time>.json, maintenance-latest.json, .md and .png in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(results, indent=1)
-    dated = folder / f"maintenance-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    dated.write_text(text)
-    latest = folder / "maintenance-latest.json"
-    latest.write_text(text)
-    table = folder / "maintenance-latest.md"
-    table.write_text(markdown(results))
-    return [dated, latest, table, plot(results, folder / "maintenance-latest.png")]
+    written = write_results(results, markdown(results), folder, started, "maintenance-")
+    return [*written, plot(results, folder / "maintenance-latest.png")]
 
 
 # --- the command ---------------------------------------------------------------------------

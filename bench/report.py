@@ -193,15 +193,25 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def write_results(
+    results: dict[str, Any], table: str, folder: Path, started: datetime, prefix: str = ""
+) -> list[Path]:
+    """<prefix><time>.json and <prefix>latest.json (the same figures) and <prefix>latest.md
+    (`table`) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=1)
+    paths = [
+        folder / f"{prefix}{started.strftime('%Y%m%dT%H%M%SZ')}.json",
+        folder / f"{prefix}latest.json",
+    ]
+    for path in paths:
+        path.write_text(text)
+    markdown_file = folder / f"{prefix}latest.md"
+    markdown_file.write_text(table)
+    return [*paths, markdown_file]
+
+
 def write(results: dict[str, Any], folder: Path, started: datetime) -> list[Path]:
     """<time>.json, latest.json, latest.md and the plots (latest-*.png) in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = started.strftime("%Y%m%dT%H%M%SZ")
-    text = json.dumps(results, indent=1, sort_keys=False)
-    dated = folder / f"{stem}.json"
-    dated.write_text(text)
-    latest = folder / "latest.json"
-    latest.write_text(text)
-    table = folder / "latest.md"
-    table.write_text(markdown(results))
-    return [dated, latest, table, *plots(results, folder, "latest")]
+    written = write_results(results, markdown(results), folder, started)
+    return [*written, *plots(results, folder, "latest")]

@@ -54,6 +54,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from bench.batch_cost import START, BronzeBatches, timed
+from bench.report import write_results
 from bench.workspace import scratch_settings
 from streaming.config import Settings, Source
 from streaming.contracts.model import CdcContract, Contract
@@ -594,15 +595,8 @@ def _ratios(growth: dict[str, Any]) -> str:
 
 def write(results: dict[str, Any], folder: Path) -> list[Path]:
     """table-growth-<time>.json, table-growth-latest.json and table-growth-latest.md."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = datetime.fromisoformat(results["started"]).strftime("%Y%m%dT%H%M%SZ")
-    text = json.dumps(results, indent=1)
-    paths = [folder / f"table-growth-{stem}.json", folder / "table-growth-latest.json"]
-    for path in paths:
-        path.write_text(text)
-    table = folder / "table-growth-latest.md"
-    table.write_text(markdown(results))
-    return [*paths, table]
+    started = datetime.fromisoformat(results["started"])
+    return write_results(results, markdown(results), folder, started, "table-growth-")
 
 
 def parse_size(text: str) -> int:
