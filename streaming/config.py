@@ -494,6 +494,15 @@ class KafkaSettings(_Frozen):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl: SaslSettings | None = None
     ssl_ca_location: str | None = None
+    replication_factor: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="copies of every topic headwater creates (default: each source's own, 1)",
+    )
+    min_insync_replicas: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="min.insync.replicas of every topic headwater creates: with acks=all, a "
+        "write succeeds once this many copies have it (default: the broker's)",
+    )
 
     @model_validator(mode="after")
     def _sasl_when_needed(self) -> KafkaSettings:
@@ -501,6 +510,15 @@ class KafkaSettings(_Frozen):
             raise ValueError(
                 f"security_protocol {self.security_protocol} needs a 'sasl' block "
                 "(mechanism, username_env, password_env)"
+            )
+        if (
+            self.min_insync_replicas is not None
+            and self.replication_factor is not None
+            and self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                f"min_insync_replicas {self.min_insync_replicas} is more than "
+                f"replication_factor {self.replication_factor}: no write could ever succeed"
             )
         return self
 
@@ -534,6 +552,58 @@ class DagsterUiSettings(_Frozen):
 
     enabled: bool = Field(True, description="false: the demo runs without it (as --no-ui)")
     port: Annotated[int, Field(ge=1, le=65535)] = 3000
+
+
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class DagsterPostgresSettings(_Frozen):
+    """A PostgreSQL database for Dagster's runs, event logs and schedules (dagster-postgres
+    creates its tables). The password comes only from the environment variable
+    `password_env` names: the instance's dagster.yaml refers to that variable too."""
+
+    host: str = Field(min_length=1)
+    port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    database: str = Field("dagster", min_length=1)
+    user: str = Field(min_length=1)
+    password_env: str = Field(description="environment variable with the user's password")
+    params: dict[str, str] = Field(
+        default_factory=dict, description="more libpq connection parameters, e.g. sslmode: require"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password_in_conf(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "do not write the password into the profile: set password_env to the name of "
+                "an environment variable that holds it"
+            )
+        return data
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not _ENV_VAR.match(value):
+            raise ValueError(
+                "name the environment variable that holds the password (letters, digits and _, "
+                "e.g. HEADWATER_DAGSTER_PG_PASSWORD), not the password itself"
+            )
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _no_password_param(cls, value: dict[str, str]) -> dict[str, str]:
+        if "password" in value:
+            raise ValueError("the password comes from password_env, not from params")
+        return value
+
+
+class DagsterStorageSettings(_Frozen):
+    """Where Dagster keeps runs, event logs and schedules. Without this block in the profile:
+    Dagster's local default, SQLite files under <state_dir>/dagster."""
+
+    postgres: DagsterPostgresSettings
 
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -602,6 +672,37 @@ class KafkaConnectSettings(_Frozen):
     group_id: str = "headwater-connect"
 
 
+_MEMORY = re.compile(r"^\d+[mgMG]$")
+
+
+class LocalSparkClusterSettings(_Frozen):
+    """The Spark standalone cluster that `headwater cluster up` runs on 127.0.0.1 from the
+    pyspark distribution: a master and `workers` workers, for spark-submit --master
+    spark://127.0.0.1:<master_port>."""
+
+    master_port: Annotated[int, Field(ge=1, le=65535)] = 7077
+    webui_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        8080, description="the master's web UI (its /json/ is what `cluster status` reads)"
+    )
+    workers: Annotated[int, Field(ge=1, le=16)] = 2
+    worker_cores: Annotated[int, Field(ge=1)] = 1
+    worker_memory: str = Field("1g", description="memory a worker offers its executor")
+    daemon_heap: str = Field("256m", description="heap of the master and of each worker")
+
+    @field_validator("worker_memory", "daemon_heap")
+    @classmethod
+    def _valid_memory(cls, value: str) -> str:
+        if not _MEMORY.match(value):
+            raise ValueError("write a JVM memory size like '512m' or '1g'")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> LocalSparkClusterSettings:
+        if self.master_port == self.webui_port:
+            raise ValueError("master_port and webui_port must differ")
+        return self
+
+
 class Profile(_Frozen):
     state_dir: str = ".headwater"
     spark: SparkSettings = SparkSettings()
@@ -609,9 +710,11 @@ class Profile(_Frozen):
     lake: LakeSettings
     local_kafka: LocalKafkaSettings | None = None
     dagster_ui: DagsterUiSettings = DagsterUiSettings()
+    dagster_storage: DagsterStorageSettings | None = None
     postgres: PostgresSettings | None = None
     local_postgres: LocalPostgresSettings | None = None
     kafka_connect: KafkaConnectSettings | None = None
+    local_spark_cluster: LocalSparkClusterSettings | None = None
 
     @model_validator(mode="after")
     def _local_postgres_is_local(self) -> Profile:
@@ -754,4 +857,15 @@ def _describe(err: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         return f"field '{field}' is not a known setting (check its spelling)"
     message = str(err["msg"]).removeprefix("Value error, ")
+    if _may_hold_a_secret(err):
+        return f"field '{field}': {message}"
     return f"field '{field}': {message} (got {err.get('input')!r})"
+
+
+def _may_hold_a_secret(err: Mapping[str, Any]) -> bool:
+    """Whether echoing the error's input could print a password written into the file."""
+    value = err.get("input")
+    keys = [str(part) for part in err["loc"]]
+    if isinstance(value, Mapping):
+        keys += [str(key) for key in value]
+    return any("password" in key.lower() for key in keys)

@@ -2,7 +2,9 @@
 
 streaming/ never imports Dagster; it only launches its command line, from the checkout that
 holds pyproject.toml's `[tool.dagster]` (the code location `headwater`). Its instance lives in
-<state_dir>/dagster (DAGSTER_HOME), its output goes to <state_dir>/dagster/dagster-dev.log.
+<state_dir>/dagster (DAGSTER_HOME), its dagster.yaml is generated from the profile
+(streaming.services.dagster_instance: local storage, or the profile's PostgreSQL), its output
+goes to <state_dir>/dagster/dagster-dev.log.
 `start` says clearly when the port is taken; `wait_until_answering` polls the webserver with a
 deadline; `stop` sends SIGTERM to its process group, then SIGKILL after a deadline.
 """
@@ -21,8 +23,15 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from streaming.config import CONF_ENV, PROFILE_ENV, DagsterUiSettings, Settings
+from streaming.config import DagsterStorageSettings, DagsterUiSettings, Settings
 from streaming.errors import ServiceError
+from streaming.services.dagster_instance import (
+    check_storage_secrets,
+    dagster_environment,
+    dagster_home,
+    instance_yaml,
+    write_instance_yaml,
+)
 from streaming.services.kafka_broker import port_in_use
 
 HOST = "127.0.0.1"
@@ -30,18 +39,6 @@ START_DEADLINE_S = 300.0  # a cold `dagster dev` takes ~50 s on 2 cores, ~2 min 
 STOP_DEADLINE_S = 30.0
 LOG_NAME = "dagster-dev.log"
 UI_NICENESS = 10
-
-# The instance of the demo. At most one continuous pipeline run at a time, whoever asks.
-DAGSTER_YAML = """\
-# Written by `headwater demo` when missing: the Dagster instance of the local profile.
-run_queue:
-  tag_concurrency_limits:
-    - key: headwater/mode
-      value: continuous
-      limit: 1
-telemetry:
-  enabled: false
-"""
 
 
 def code_root() -> Path:
@@ -59,8 +56,10 @@ class DagsterUi:
         env: Mapping[str, str],
         cwd: Path | None = None,
         command: list[str] | None = None,
+        storage: DagsterStorageSettings | None = None,
     ) -> None:
         self.port = ui.port
+        self.storage = storage
         self.home = home
         self.env = dict(env)
         self.cwd = cwd or code_root()
@@ -70,14 +69,16 @@ class DagsterUi:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DagsterUi:
-        """The UI the profile describes, loading the same conf and profile as the caller."""
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(settings.state_dir / "dagster"),
-            CONF_ENV: str(settings.conf_dir),
-            PROFILE_ENV: settings.profile_name,
-        }
-        return cls(settings.profile.dagster_ui, settings.state_dir / "dagster", env)
+        """The UI the profile describes, loading the same conf and profile as the caller.
+
+        Raises ConfigError naming the variable when the profile's Dagster storage needs a
+        password that is not set: before anything starts.
+        """
+        storage = settings.profile.dagster_storage
+        env = dagster_environment(settings)
+        check_storage_secrets(storage, env)
+        home = dagster_home(settings)
+        return cls(settings.profile.dagster_ui, home, env, storage=storage)
 
     @property
     def url(self) -> str:
@@ -109,13 +110,12 @@ class DagsterUi:
     def start(self) -> None:
         """Launch `dagster dev` in its own process group; returns without waiting.
 
-        Raises ServiceError when the port is taken.
+        Raises ServiceError when the port is taken, ConfigError when the storage's password
+        is not set.
         """
         self.check_port()
-        self.home.mkdir(parents=True, exist_ok=True)
-        config = self.home / "dagster.yaml"
-        if not config.exists():
-            config.write_text(DAGSTER_YAML)
+        check_storage_secrets(self.storage, self.env)
+        write_instance_yaml(self.home, instance_yaml(self.storage))
         with self.log_file.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command,
