@@ -13,7 +13,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ClusterMetadata,
+    NewTopic,
+)
 
 from streaming.config import KafkaSettings, Source
 from streaming.errors import ConfigError, ServiceError
@@ -91,6 +95,62 @@ def admin(kafka: KafkaSettings) -> AdminClient:
     return AdminClient(client_config(kafka))
 
 
+def check_access(
+    kafka: KafkaSettings,
+    timeout_s: float = 30.0,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> ClusterMetadata:
+    """The cluster's metadata, read with the profile's credentials: the first thing headwater
+    asks Kafka, so that a refused login stops it at start-up.
+
+    Raises ConfigError naming the user, the bootstrap servers and the environment variable of
+    the password (never the password) when Kafka refuses the login, ServiceError when Kafka
+    does not answer within `timeout_s`.
+    """
+    refused: list[KafkaError] = []
+
+    def on_error(error: KafkaError) -> None:
+        if error.code() == KafkaError._AUTHENTICATION:
+            refused.append(error)
+
+    # librdkafka retries a refused login until the request times out and reports the refusal
+    # only to an error callback: ask in short rounds and look at what the callback saw.
+    env = os.environ if environ is None else environ
+    conf: dict[str, Any] = {**client_config(kafka, env), "error_cb": on_error}
+    probe = AdminClient(conf)
+    give_up = time.monotonic() + timeout_s
+    while True:
+        try:
+            return probe.list_topics(timeout=min(2.0, max(0.1, give_up - time.monotonic())))
+        except KafkaException as exc:
+            probe.poll(0)  # serve the error callback
+            if refused:
+                raise _login_refused(kafka, env) from None
+            if time.monotonic() >= give_up:
+                raise ServiceError(
+                    f"Kafka at {kafka.bootstrap_servers} did not answer within "
+                    f"{timeout_s:.0f} s ({exc.args[0].str()}): check that the brokers run and "
+                    "the profile's kafka block (bootstrap_servers, security_protocol)"
+                ) from None
+
+
+def _login_refused(kafka: KafkaSettings, environ: Mapping[str, str]) -> ConfigError:
+    sasl = kafka.sasl
+    if sasl is None:  # SSL without SASL: the broker refused the TLS handshake
+        return ConfigError(
+            f"Kafka at {kafka.bootstrap_servers} refused the connection during authentication: "
+            "check kafka.ssl_ca_location and kafka.security_protocol in the profile"
+        )
+    user = environ.get(sasl.username_env, "?")
+    return ConfigError(
+        f"authentication failed for user {user} at bootstrap {kafka.bootstrap_servers} "
+        f"({sasl.mechanism}): check the password in the environment variable named in "
+        f"kafka.sasl.password_env ({sasl.password_env}) and the user in "
+        f"kafka.sasl.username_env ({sasl.username_env})"
+    )
+
+
 def broker_answers(kafka: KafkaSettings, timeout_s: float = 2.0) -> bool:
     """True when a broker at the bootstrap address returns cluster metadata in time."""
     try:
@@ -116,11 +176,26 @@ def wait_until_ready(kafka: KafkaSettings, deadline_s: float = 60.0) -> None:
 def ensure_topics(
     kafka: KafkaSettings, sources: Iterable[Source], timeout_s: float = 30.0
 ) -> list[str]:
-    """Create the sources' topics that do not exist yet; returns the names it created."""
+    """Create the sources' topics that do not exist yet; returns the names it created.
+
+    The profile's kafka.replication_factor and kafka.min_insync_replicas, when set, apply to
+    every topic created (a source's own replication_factor otherwise). Raises ConfigError when
+    Kafka refuses the credentials, ServiceError when a topic cannot be created.
+    """
     client = admin(kafka)
-    existing = set(client.list_topics(timeout=timeout_s).topics)
+    existing = set(check_access(kafka, timeout_s).topics)
+    topic_config = (
+        {"min.insync.replicas": str(kafka.min_insync_replicas)}
+        if kafka.min_insync_replicas is not None
+        else {}
+    )
     wanted = [
-        NewTopic(s.topic, num_partitions=s.partitions, replication_factor=s.replication_factor)
+        NewTopic(
+            s.topic,
+            num_partitions=s.partitions,
+            replication_factor=kafka.replication_factor or s.replication_factor,
+            config=topic_config,
+        )
         for s in sources
         if s.topic not in existing
     ]

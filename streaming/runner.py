@@ -19,6 +19,7 @@ from streaming.config import Settings, Source
 from streaming.errors import HeadwaterError
 from streaming.gold.definitions import GoldTable, load_gold_tables
 from streaming.gold.maintain import start_gold
+from streaming.kafka_client import check_access
 from streaming.locks import stream_locks
 from streaming.progress import ProgressRecorder
 from streaming.silver.streams import (
@@ -225,10 +226,15 @@ def run_streams(
 
     Continuous mode runs every query at once until `stop` is set (or Ctrl-C); availableNow
     mode catches up layer by layer (bronze, then silver reads all of it) and returns.
-    Returns rows read per stream. Raises StreamFailed when a stream dies, and StreamBusy
-    (before starting anything) when another process runs one of these streams.
+    Returns rows read per stream. Raises StreamFailed when a stream dies, StreamBusy
+    (before starting anything) when another process runs one of these streams, and
+    ConfigError (before starting anything) when Kafka refuses the profile's credentials.
     """
     sources = select_sources(settings, topics)
+    if "bronze" in layers:
+        # The first word with Kafka: a refused login stops the run here, in one sentence,
+        # before a lock, a checkpoint or a table is touched.
+        check_access(settings.profile.kafka)
     stop = stop or threading.Event()
     rounds = [[layer] for layer in layers] if available_now else [list(layers)]
     with (
