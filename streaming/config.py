@@ -806,7 +806,7 @@ def load_settings(
             f" (set {PROFILE_ENV} or pass --profile)"
         )
     pipeline = parse_file(Pipeline, pipeline_file)
-    prof = parse_file(Profile, profile_file)
+    prof = _validate(Profile, profile_data(profile_file), profile_file)
     return Settings(
         profile_name=name,
         conf_dir=conf,
@@ -818,7 +818,43 @@ def load_settings(
 
 def parse_file(model: type[_M], path: Path) -> _M:
     """`model` validated from the YAML file at `path`; ConfigError naming file and field."""
+    return _validate(model, _read_yaml(path), path)
+
+
+def profile_data(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The profile file at `path` as a mapping, with what it `extends` merged in.
+
+    `extends: <name>` starts from conf/profiles/<name>.yaml (itself possibly extending
+    another): blocks merge key by key and any other value, `null` included, replaces the
+    base's (a block set to `null` is gone). Raises ConfigError on an unknown or circular base.
+    """
     data = _read_yaml(path)
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    base = path.with_name(f"{base_name}.yaml")
+    if not isinstance(base_name, str) or not base.is_file():
+        raise ConfigError(
+            f"{path}: extends '{base_name}', which is not a profile in {path.parent} "
+            "(name another file there, without .yaml)"
+        )
+    if base.resolve() in seen or base.resolve() == path.resolve():
+        chain = " -> ".join(p.stem for p in (*seen, path.resolve(), base.resolve()))
+        raise ConfigError(f"{path}: profiles extend each other in a circle ({chain})")
+    return _merge(profile_data(base, (*seen, path.resolve())), data)
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _validate(model: type[_M], data: dict[str, Any], path: Path) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -116,3 +116,35 @@ def test_unknown_source_lists_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"no source 'shop.refunds'.*known: shop.orders"):
         settings.pipeline.source("shop.refunds")
     assert settings.pipeline.source("shop_orders").topic == "shop.orders"
+
+
+def test_a_profile_extends_another_block_by_block(conf: Path) -> None:
+    (conf / "profiles" / "team.yaml").write_text(
+        "extends: cluster\n"
+        "spark: {shuffle_partitions: 8}\n"
+        "kafka: {bootstrap_servers: 'k1:9094,k2:9094'}\n"
+        "lake: {root: 'file:///data/lake'}\n"
+        "dagster_storage: null\n"
+    )
+    (conf / "profiles" / "team-dev.yaml").write_text("extends: team\nspark: {master: 'local[2]'}\n")
+    team = load_settings(conf, "team-dev", environ={}).profile
+    assert team.spark.master == "local[2]" and team.spark.shuffle_partitions == 8
+    assert team.spark.fork_free_local_fs is False, "kept from cluster"
+    assert team.kafka.bootstrap_servers == "k1:9094,k2:9094"
+    assert team.kafka.security_protocol == "SASL_SSL" and team.kafka.replication_factor == 3
+    assert team.lake.root == "file:///data/lake"
+    assert team.lake.checkpoints == "s3a://headwater-lake/checkpoints"
+    assert team.dagster_storage is None, "null replaces the base's block"
+
+
+def test_a_bad_base_profile_is_named(conf: Path) -> None:
+    (conf / "profiles" / "a.yaml").write_text("extends: nowhere\n")
+    with pytest.raises(ConfigError, match=r"a.yaml: extends 'nowhere', which is not a profile"):
+        load_settings(conf, "a", environ={})
+    (conf / "profiles" / "a.yaml").write_text("extends: b\n")
+    (conf / "profiles" / "b.yaml").write_text("extends: a\n")
+    with pytest.raises(ConfigError, match=r"in a circle \(b -> a -> b\)"):
+        load_settings(conf, "b", environ={})
+    (conf / "profiles" / "b.yaml").write_text("extends: cluster\nkafka: {replication: 3}\n")
+    with pytest.raises(ConfigError, match=r"b.yaml: field 'kafka.replication'"):
+        load_settings(conf, "b", environ={})
