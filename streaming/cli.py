@@ -1,6 +1,7 @@
 """`headwater`: run and manage the local platform.
 
 headwater up | down | status          the local services (the Kafka broker)
+headwater cluster up | down | status  the local Spark standalone cluster, for spark-submit
 headwater generate ...                the demo shop's events into Kafka
 headwater stream bronze ...           Kafka -> bronze streams (what spark-submit runs too)
 headwater replay --topic T ...        re-read a topic into bronze; what bronze holds is not doubled
@@ -41,6 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("down", help="stop the local services `up` started")
     commands.add_parser("status", help="is each local service running and answering")
+    cluster = commands.add_parser(
+        "cluster",
+        help="the Spark standalone cluster of the profile's local_spark_cluster on 127.0.0.1: "
+        "`cluster up|down|status`",
+    )
+    cluster_actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cluster_actions.add_parser(
+        "up", help="start the master and workers (idempotent); print the spark-submit command"
+    )
+    cluster_actions.add_parser("down", help="stop the workers and the master")
+    cluster_actions.add_parser("status", help="is the master up, with every worker ALIVE")
     commands.add_parser(
         "check", help="check Java, the jars and that their versions agree with pyspark/delta-spark"
     )
@@ -198,6 +210,32 @@ def _status(settings: Settings, _args: argparse.Namespace) -> int:
         print(line)
     print(f"lake: {settings.table_path('', '').rstrip('/')}")
     return 0 if healthy else 1
+
+
+def _cluster(settings: Settings, args: argparse.Namespace) -> int:
+    import shlex
+
+    from streaming.services.spark_cluster import SparkStandalone
+
+    spark = SparkStandalone.from_settings(settings)
+    if args.action == "up":
+        # KAFKA CLUSTER: `cluster up` starts the 3-broker Kafka cluster here too
+        # (streaming/services/kafka_cluster.py), before Spark.
+        status, started = spark.up()
+        print(status.describe() + ("" if started else " (already running)"))
+        print(f"master: {spark.master_url}")
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in spark.submit_env().items())
+        command = shlex.join(spark.submit_command(settings, "pipeline", available_now=False))
+        print(f"submit the pipeline with:\n  {env} {command}")
+        return 0
+    if args.action == "down":
+        print("spark: stopped" if spark.down() else "spark: was not running")
+        # KAFKA CLUSTER: `cluster down` stops the Kafka cluster here too, after Spark.
+        return 0
+    status = spark.status()
+    print(status.describe())
+    # KAFKA CLUSTER: `cluster status` reports the Kafka cluster here too.
+    return 0 if status.answering else 1
 
 
 def _check(settings: Settings, _args: argparse.Namespace) -> int:
@@ -416,6 +454,7 @@ _COMMANDS = {
     "up": _up,
     "down": _down,
     "status": _status,
+    "cluster": _cluster,
     "check": _check,
     "jvm-archive": _jvm_archive,
     "generate": _generate,

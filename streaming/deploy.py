@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from streaming.config import Settings
@@ -27,16 +28,31 @@ JOBS = Path(__file__).resolve().parent / "jobs"
 LAYER_JOBS = ("bronze", "silver", "gold")
 
 
-def submit_command(settings: Settings, layer: str, *, available_now: bool) -> list[str]:
-    """The spark-submit command line of one layer's application."""
+def submit_command(
+    settings: Settings,
+    layer: str,
+    *,
+    available_now: bool,
+    master: str | None = None,
+    conf: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The spark-submit command line of streaming/jobs/<layer>.py ('pipeline': every layer).
+
+    `master` replaces the profile's spark.master; `conf` adds settings (a standalone
+    cluster's, see streaming/services/spark_cluster.py). The jars go to the executors
+    with --jars: the driver serves them.
+    """
     spark_submit = Path(sys.executable).parent / "spark-submit"
     command = [
         str(spark_submit) if spark_submit.exists() else "spark-submit",
         "--jars",
         f"{settings.resolve(settings.profile.spark.jars_dir)}/*",
     ]
-    if settings.profile.spark.master:
-        command += ["--master", settings.profile.spark.master]
+    master = master or settings.profile.spark.master
+    if master:
+        command += ["--master", master]
+    for key, value in (conf or {}).items():
+        command += ["--conf", f"{key}={value}"]
     java_options = driver_java_options(settings)
     if java_options:
         command += ["--driver-java-options", java_options]

@@ -12,6 +12,8 @@ from streaming.versions import require_java, spark_jars
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+# Set by spark-submit in the environment of the Python driver it starts.
+SUBMITTED = "PYSPARK_GATEWAY_PORT"
 
 
 def spark_conf(
@@ -126,8 +128,13 @@ def build_spark_session(
         # A local session talks to itself over loopback only (and Spark stops warning
         # that the hostname resolves to a loopback address).
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = spark_conf(settings, ui=ui, java_options=java_options)
+    if SUBMITTED in os.environ:
+        # spark-submit started this process and its --master (always set: local[*] unless
+        # given) is the one to use; the builder's would replace it.
+        conf.pop("spark.master", None)
     builder = SparkSession.builder
-    for key, value in spark_conf(settings, ui=ui, java_options=java_options).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")

@@ -61,7 +61,13 @@ def ensure_delta_table(
     if has_delta_log(spark, path):
         return
 
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    # Delta compares the location with the one it qualifies: 'file:///x' (a URI as a profile
+    # writes it) and 'file:/x' (Hadoop's form) would be two locations to it.
+    jvm: Any = spark._jvm
+    location = jvm.org.apache.hadoop.fs.Path(path)
+    fs = location.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    qualified = str(fs.makeQualified(location).toString())
+    builder = DeltaTable.createIfNotExists(spark).location(qualified).addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(partition_by)
     builder.execute()
