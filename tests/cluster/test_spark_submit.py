@@ -1,10 +1,12 @@
 """The whole pipeline submitted with spark-submit to a Spark standalone cluster on loopback (a
 master and two workers, started by headwater's own cluster manager) writes the same tables as
-the same pipeline in local mode, on the same input.
+the same pipeline in local mode, on the same input, read from the secured three-broker Kafka
+cluster of this tier (SASL_SSL, SCRAM-SHA-512, three copies of every topic).
 
-Both runs use conf/profiles/cluster.yaml with only its addresses replaced (this test's plain
-broker, a lake of file: URIs in the test's tmp dir) and its shuffle partitions sized for two
-cores; only spark-submit's --master differs."""
+Both runs use conf/profiles/cluster.yaml with only its addresses replaced (the cluster's
+bootstrap servers and CA, a lake of file: URIs in the test's tmp dir) and its shuffle
+partitions sized for two cores; only spark-submit's --master differs. No log of either run,
+of the Spark daemons or of the executors holds the Kafka password."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from streaming.generator.customers import CustomerChanges
 from streaming.generator.producer import produce
 from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
+from streaming.services.kafka_cluster import KafkaCluster
 from streaming.services.spark_cluster import SparkStandalone
 from tests.conftest import REPO, free_port, write_shop_conf
 from tests.helpers import START
@@ -56,8 +59,9 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkStanda
 
 def cluster_profile(shop: Settings, name: str, root: Path) -> Settings:
     """Profile `name` of the shop's conf/: the repository's cluster.yaml (copied beside it)
-    extended with this test's addresses only: the plain broker, a lake and state under
-    `root`, the repository's jars."""
+    extended with this test's addresses only: the Kafka cluster's bootstrap servers and CA
+    (its SASL_SSL, SCRAM and replication settings stay), a lake and state under `root`, the
+    repository's jars."""
     profiles = shop.conf_dir / "profiles"
     shutil.copy(REPO / "conf/profiles/cluster.yaml", profiles / "cluster.yaml")
     doc = {
@@ -72,11 +76,7 @@ def cluster_profile(shop: Settings, name: str, root: Path) -> Settings:
         },
         "kafka": {
             "bootstrap_servers": shop.profile.kafka.bootstrap_servers,
-            "security_protocol": "PLAINTEXT",
-            "sasl": None,
-            "ssl_ca_location": None,
-            "replication_factor": None,  # one broker
-            "min_insync_replicas": None,
+            "ssl_ca_location": shop.profile.kafka.ssl_ca_location,
         },
         "lake": {
             "root": (root / "lake").as_uri(),
@@ -86,6 +86,8 @@ def cluster_profile(shop: Settings, name: str, root: Path) -> Settings:
     (profiles / f"{name}.yaml").write_text(yaml.safe_dump(doc))
     settings = load_settings(shop.conf_dir, name, environ={})
     assert settings.profile.spark.master is None  # spark-submit's --master decides
+    assert settings.profile.kafka.security_protocol == "SASL_SSL"
+    assert settings.profile.kafka.sasl == shop.profile.kafka.sasl
     return settings
 
 
@@ -127,11 +129,13 @@ def comparable(spark: SparkSession, path: Path) -> DataFrame:
 def test_the_pipeline_on_a_standalone_cluster_writes_what_local_mode_writes(
     spark: SparkSession,
     broker: Settings,
+    kafka_cluster: KafkaCluster,
     standalone: SparkStandalone,
     tmp_path: Path,
     unique: str,
 ) -> None:
-    shop = write_shop_conf(tmp_path, broker, unique)
+    kafka = kafka_cluster.client_settings().model_dump(exclude_none=True)
+    shop = write_shop_conf(tmp_path, broker, unique, profile={"kafka": kafka, "local_kafka": None})
     orders, payments, customers = (s.topic for s in shop.pipeline.sources)
     ensure_topics(shop.profile.kafka, shop.pipeline.sources)
     events = ShopSimulator(
@@ -167,6 +171,13 @@ def test_the_pipeline_on_a_standalone_cluster_writes_what_local_mode_writes(
     assert len(apps) == 1, state
     for worker in (1, 2):
         assert (standalone.work_dir(worker) / apps[0]["id"]).is_dir(), f"no executor on {worker}"
+
+    password = kafka_cluster.password()
+    logs = [tmp_path / "local.log", tmp_path / "standalone.log"]
+    logs += [p for p in standalone.home.rglob("*") if p.is_file() and p.suffix != ".jar"]
+    assert len(logs) > 4, "the daemons' and executors' logs"
+    for log in logs:
+        assert password not in log.read_text(errors="replace"), f"{log} holds the password"
 
     lake_a, lake_b = tmp_path / "local" / "lake", tmp_path / "standalone" / "lake"
     tables = delta_tables(lake_a)
