@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from streaming.config import Settings, load_settings
-from streaming.errors import HeadwaterError
+from streaming.errors import ConfigError, HeadwaterError
 from streaming.jobs.common import add_conf_arguments, configure_logging, stop_on_signals
 
 DEMO_SECONDS_ENV = "DEMO_SECONDS"
@@ -213,29 +213,55 @@ def _status(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cluster(settings: Settings, args: argparse.Namespace) -> int:
+    """The profile's local clusters: Kafka (local_kafka_cluster) and Spark
+    (local_spark_cluster), whichever it has; Kafka starts first and stops last."""
     import shlex
 
+    from streaming.services.kafka_cluster import PASSWORD_ENV, USERNAME_ENV, KafkaCluster
     from streaming.services.spark_cluster import SparkStandalone
 
-    spark = SparkStandalone.from_settings(settings)
+    profile = settings.profile
+    if profile.local_kafka_cluster is None and profile.local_spark_cluster is None:
+        raise ConfigError(
+            f"profile '{settings.profile_name}' has neither a local_spark_cluster nor a "
+            "local_kafka_cluster block: use --profile local-cluster (both) or add them"
+        )
+    kafka = KafkaCluster.from_settings(settings) if profile.local_kafka_cluster else None
+    spark = SparkStandalone.from_settings(settings) if profile.local_spark_cluster else None
     if args.action == "up":
-        # KAFKA CLUSTER: `cluster up` starts the 3-broker Kafka cluster here too
-        # (streaming/services/kafka_cluster.py), before Spark.
-        status, started = spark.up()
-        print(status.describe() + ("" if started else " (already running)"))
-        print(f"master: {spark.master_url}")
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in spark.submit_env().items())
-        command = shlex.join(spark.submit_command(settings, "pipeline", available_now=False))
-        print(f"submit the pipeline with:\n  {env} {command}")
+        if kafka is not None:
+            status = kafka.up()
+            print("\n".join(status.describe()))
+            print(
+                f"kafka: SASL_SSL (SCRAM-SHA-512) at {kafka.bootstrap_servers}, CA "
+                f"{kafka.certificates.ca_cert}; clients read the user from {USERNAME_ENV} "
+                f"({kafka.username}) and the password from {PASSWORD_ENV}, which is the "
+                f"'password' in {kafka.credentials_file} (README: Running on a cluster)"
+            )
+        if spark is not None:
+            spark_status, started = spark.up()
+            print(spark_status.describe() + ("" if started else " (already running)"))
+            env = " ".join(f"{k}={shlex.quote(v)}" for k, v in spark.submit_env().items())
+            command = shlex.join(spark.submit_command(settings, "pipeline", available_now=False))
+            print(f"submit the pipeline with:\n  {env} {command}")
         return 0
     if args.action == "down":
-        print("spark: stopped" if spark.down() else "spark: was not running")
-        # KAFKA CLUSTER: `cluster down` stops the Kafka cluster here too, after Spark.
+        if spark is not None:
+            print("spark: stopped" if spark.down() else "spark: was not running")
+        if kafka is not None:
+            stopped = kafka.down()
+            print(f"kafka: stopped nodes {stopped}" if stopped else "kafka: was not running")
         return 0
-    status = spark.status()
-    print(status.describe())
-    # KAFKA CLUSTER: `cluster status` reports the Kafka cluster here too.
-    return 0 if status.answering else 1
+    healthy = True
+    if kafka is not None:
+        kafka_status = kafka.status()
+        print("\n".join(kafka_status.describe()))
+        healthy = healthy and kafka_status.healthy
+    if spark is not None:
+        spark_state = spark.status()
+        print(spark_state.describe())
+        healthy = healthy and spark_state.answering
+    return 0 if healthy else 1
 
 
 def _check(settings: Settings, _args: argparse.Namespace) -> int:

@@ -541,6 +541,20 @@ class LocalKafkaSettings(_Frozen):
         return self
 
 
+class LocalKafkaClusterSettings(_Frozen):
+    """The secured Kafka cluster that `headwater cluster up` runs on 127.0.0.1: `nodes` KRaft
+    nodes (broker and controller each), node i (from 1) on ports first_port + 3(i-1) (clients,
+    SASL_SSL), + 1 (replication) and + 2 (the quorum); topics get three copies, two in sync."""
+
+    nodes: Annotated[int, Field(ge=3, le=9)] = 3
+    first_port: Annotated[int, Field(ge=1024, le=65000)] = 19092
+    heap: str = "384m"
+    jars_dir: str = "infra/jars/kafka"
+    config_dir: str = Field(
+        "infra/kafka", description="cluster-node.properties.template, log4j2.properties"
+    )
+
+
 class LakeSettings(_Frozen):
     root: str = Field(description="where tables live: <root>/<layer>/<table>")
     checkpoints: str = Field(description="where stream checkpoints live")
@@ -715,6 +729,7 @@ class Profile(_Frozen):
     local_postgres: LocalPostgresSettings | None = None
     kafka_connect: KafkaConnectSettings | None = None
     local_spark_cluster: LocalSparkClusterSettings | None = None
+    local_kafka_cluster: LocalKafkaClusterSettings | None = None
 
     @model_validator(mode="after")
     def _local_postgres_is_local(self) -> Profile:
@@ -807,6 +822,11 @@ def load_settings(
         )
     pipeline = parse_file(Pipeline, pipeline_file)
     prof = _validate(Profile, profile_data(profile_file), profile_file)
+    ca = prof.kafka.ssl_ca_location
+    if ca and not Path(ca).is_absolute():
+        # Clients (and Spark's executors, in other working directories) need it absolute.
+        kafka = prof.kafka.model_copy(update={"ssl_ca_location": str(conf.parent / ca)})
+        prof = prof.model_copy(update={"kafka": kafka})
     return Settings(
         profile_name=name,
         conf_dir=conf,

@@ -32,7 +32,7 @@ from string import Template
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
-from streaming.config import KafkaSettings, SaslSettings
+from streaming.config import KafkaSettings, SaslSettings, Settings
 from streaming.errors import ConfigError, ServiceError
 from streaming.kafka_client import client_config
 from streaming.services.kafka_broker import _alive, new_cluster_id, port_in_use
@@ -127,6 +127,29 @@ class KafkaCluster:
         self.replication_factor = replication_factor
         self.min_insync_replicas = min_insync_replicas
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaCluster:
+        """The cluster the profile's local_kafka_cluster describes (secured, three copies of
+        every topic, two in sync); ConfigError when the profile has no such block."""
+        local = settings.profile.local_kafka_cluster
+        if local is None:
+            raise ConfigError(
+                f"profile '{settings.profile_name}' has no local_kafka_cluster block: add one "
+                "(nodes, first_port, heap) for `headwater cluster up` to run a Kafka cluster "
+                "on this machine, or use the profile local-cluster"
+            )
+        first = local.first_port
+        return cls(
+            settings.state_dir,
+            [
+                NodePorts(first + 3 * i, first + 3 * i + 1, first + 3 * i + 2)
+                for i in range(local.nodes)
+            ],
+            jars_dir=Path(settings.resolve(local.jars_dir)),
+            config_dir=Path(settings.resolve(local.config_dir)),
+            heap=local.heap,
+        )
 
     # --- what clients need ---------------------------------------------------------------
 
