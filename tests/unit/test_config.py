@@ -45,7 +45,9 @@ def test_profile_comes_from_the_environment_when_not_given() -> None:
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"no such profile 'prod'; choose one of cluster, local, local-cluster"):
+    with pytest.raises(
+        ConfigError, match=r"no such profile 'prod'; choose one of cluster, local, local-cluster"
+    ):
         load_settings(REPO / "conf", "prod", environ={})
 
 
