@@ -54,6 +54,20 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def owned_pid(pid_file: Path, marker: Path) -> int | None:
+    """The pid in `pid_file` when that process still runs with `marker` (its config file) on
+    its command line; None otherwise: a recycled pid belongs to some other program."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if str(marker).encode() in cmdline else None
+
+
 def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64, unpadded.
 
@@ -121,16 +135,7 @@ class LocalKafka:
         return self.log_dir / "console.log"
 
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        # A recycled pid belongs to some other program: only trust our own broker.
-        return pid if str(self.properties_file).encode() in cmdline else None
+        return owned_pid(self.pid_file, self.properties_file)
 
     # --- lifecycle ---------------------------------------------------------------------
 

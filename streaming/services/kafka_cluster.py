@@ -35,7 +35,7 @@ from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from streaming.config import KafkaSettings, SaslSettings, Settings
 from streaming.errors import ConfigError, ServiceError
 from streaming.kafka_client import client_config
-from streaming.services.kafka_broker import _alive, new_cluster_id, port_in_use
+from streaming.services.kafka_broker import _alive, new_cluster_id, owned_pid, port_in_use
 from streaming.services.tls import Certificates, ensure_certificates, write_file
 from streaming.versions import broker_classpath, require_java
 
@@ -233,18 +233,7 @@ class KafkaCluster:
         return self.node_home(node_id) / "logs"
 
     def _pid(self, node_id: int) -> int | None:
-        try:
-            pid = int(self._pid_file(node_id).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        if not _alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        # A recycled pid belongs to some other program: only trust this node's own process.
-        return pid if str(self._properties(node_id)).encode() in cmdline else None
+        return owned_pid(self._pid_file(node_id), self._properties(node_id))
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import yaml
 
 from streaming.config import KafkaConnectSettings, Settings
 from streaming.errors import ConfigError, DependencyError, ServiceError
-from streaming.services.kafka_broker import _alive, port_in_use
+from streaming.services.kafka_broker import _alive, owned_pid, port_in_use
 from streaming.services.postgres import password
 from streaming.versions import require_java
 
@@ -291,15 +291,7 @@ class LocalConnect:
         return self.home / "logs"
 
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        return pid if str(self.properties_file).encode() in cmdline else None
+        return owned_pid(self.pid_file, self.properties_file)
 
     def status(self) -> ConnectStatus:
         pid = self._pid()

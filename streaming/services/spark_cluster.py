@@ -28,7 +28,7 @@ import pyspark
 
 from streaming.config import LocalSparkClusterSettings, Settings
 from streaming.errors import ConfigError, ServiceError
-from streaming.services.kafka_broker import _alive, port_in_use
+from streaming.services.kafka_broker import _alive, owned_pid, port_in_use
 from streaming.versions import require_java
 
 START_DEADLINE_S = 120.0
@@ -151,16 +151,7 @@ class SparkStandalone:
         return self.home / f"work-{worker}"
 
     def _pid(self, daemon: str) -> int | None:
-        try:
-            pid = int(self._pid_file(daemon).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        # A recycled pid belongs to some other program: only trust our own daemon.
-        return pid if str(self._properties(daemon)).encode() in cmdline else None
+        return owned_pid(self._pid_file(daemon), self._properties(daemon))
 
     # --- the master's view -------------------------------------------------------------
 
