@@ -47,6 +47,11 @@ def spark_conf(
         # too few for the pipeline's queries in one driver: the rest are compiled again (and
         # JIT-compiled again) batch after batch. README: Figures.
         "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
+        # Projections and predicates that whole-stage code generation leaves out (the
+        # contracts' checks: their array functions cannot join it) are evaluated instead of
+        # having their code generated in every task of every batch, which on the pipeline's
+        # small batches cost more than evaluating them. README: Benchmark.
+        "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     }
     if spark.master:
         conf["spark.master"] = spark.master

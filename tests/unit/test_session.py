@@ -26,6 +26,9 @@ def test_session_has_delta_and_test_sizing(spark: SparkSession) -> None:
     assert spark.sparkContext.uiWebUrl is None  # UI off in tests
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.sql.codegen.cache.maxEntries") == "2000"
+    # Every test runs the pipeline's code the way it runs in production: evaluated, not
+    # generated, where whole-stage code generation leaves an operator out.
+    assert spark.conf.get("spark.sql.codegen.factoryMode") == "NO_CODEGEN"
     jars = spark.conf.get("spark.jars") or ""
     assert "delta-spark_4.2_2.13" in jars and "spark-sql-kafka-0-10_2.13" in jars
 
