@@ -25,7 +25,7 @@ $(PY_STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip 'uv>=0.13,<0.14'
 	@# uv resolves and downloads in parallel: about 30 s on a fresh machine, where pip takes
 	@# over three minutes; pip stays the fallback (same pins, same result, slower).
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]' || \
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]' || \
 	  { echo "headwater: uv could not install the dependencies (above); trying pip"; \
 	    $(BIN)/python -m pip install -q -e '.[dev]'; }
 	touch $@

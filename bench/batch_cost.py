@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,15 @@ from pyspark.sql import DataFrame, SparkSession
 from bench.measure import process_usage
 from bench.workspace import scratch_settings
 from streaming.bronze import BRONZE_SCHEMA
+from streaming.config import Settings, Source
+from streaming.contracts.model import CdcContract, Contract
 from streaming.generator.customers import CustomerChanges
 from streaming.generator.shop import Record, ShopSimulator
 from streaming.gold.definitions import load_gold_tables, with_keys
 from streaming.gold.maintain import GoldBatchWriter, ensure_gold_table
 from streaming.session import build_spark_session
 from streaming.silver.cdc import CdcBatchWriter
+from streaming.silver.events import EventBatchWriter
 from streaming.silver.streams import (
     cdc_contract,
     ensure_cdc_tables,
@@ -74,6 +78,40 @@ class BronzeBatches:
             )
             self.offset += 1
         return self.spark.createDataFrame(rows, BRONZE_SCHEMA)
+
+
+@dataclass(frozen=True)
+class DemoBatches:
+    """The demo's order and customer topics with their silver tables made, and their bronze
+    batches from the demo's generators (seed 7)."""
+
+    settings: Settings
+    orders: Source
+    customers: Source
+    contract: Contract
+    cdc: CdcContract
+    shop: BronzeBatches
+    changes: BronzeBatches
+
+    @classmethod
+    def of(cls, spark: SparkSession, settings: Settings) -> DemoBatches:
+        sources = {s.topic: s for s in settings.pipeline.sources}
+        orders, customers = sources["shop.orders"], sources["shop.public.customers"]
+        contract, cdc = event_contract(settings, orders), cdc_contract(settings, customers)
+        assert contract is not None and cdc is not None
+        ensure_event_tables(spark, settings, orders, contract)
+        ensure_cdc_tables(spark, settings, customers, cdc)
+        shop = BronzeBatches(spark, iter(ShopSimulator(7, START, rate=20.0)), orders.topic)
+        changes = BronzeBatches(
+            spark, iter(CustomerChanges(7, START, rate=2.0, initial=500)), customers.topic
+        )
+        return cls(settings, orders, customers, contract, cdc, shop, changes)
+
+    def event_writer(self) -> EventBatchWriter:
+        return EventBatchWriter(self.settings, self.orders, self.contract)
+
+    def cdc_writer(self) -> CdcBatchWriter:
+        return CdcBatchWriter(self.settings, self.customers, self.cdc)
 
 
 def timed(
@@ -127,24 +165,10 @@ def main() -> None:
         spark_conf=dict(item.split("=", 1) for item in args.set),
     )
     spark = build_spark_session(settings, ui=args.jobs)
-    sources = {s.topic: s for s in settings.pipeline.sources}
-    orders, customers = sources["shop.orders"], sources["shop.public.customers"]
-    order_contract, customer_contract = (
-        event_contract(settings, orders),
-        cdc_contract(settings, customers),
-    )
-    assert order_contract is not None and customer_contract is not None
-    ensure_event_tables(spark, settings, orders, order_contract)
-    ensure_cdc_tables(spark, settings, customers, customer_contract)
-    from streaming.silver.events import EventBatchWriter
-
-    shop = BronzeBatches(spark, iter(ShopSimulator(7, START, rate=20.0)), orders.topic)
-    changes = BronzeBatches(
-        spark, iter(CustomerChanges(7, START, rate=2.0, initial=500)), customers.topic
-    )
+    demo = DemoBatches.of(spark, settings)
+    shop, changes = demo.shop, demo.changes
     changes.next(500)  # the snapshot, applied below before timing
-    order_writer = EventBatchWriter(settings, orders, order_contract)
-    customer_writer = CdcBatchWriter(settings, customers, customer_contract)
+    order_writer, customer_writer = demo.event_writer(), demo.cdc_writer()
     customer_writer(changes.next(500), 10_000)
     results = [
         timed(spark, "silver events", lambda b: order_writer(shop.next(20), b), **vars_of(args)),

@@ -54,18 +54,32 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+CMDLINE_READS = 40  # 2 s of retries for a live process whose command line reads empty
+
+
 def owned_pid(pid_file: Path, marker: Path) -> int | None:
     """The pid in `pid_file` when that process still runs with `marker` (its config file) on
-    its command line; None otherwise: a recycled pid belongs to some other program."""
+    its command line; None otherwise: a recycled pid belongs to some other program.
+
+    A live JVM's /proc command line reads empty now and then while it starts (seen for a
+    Kafka node under load); only a zombie's stays empty, so an empty read is retried while
+    the process lives.
+    """
     try:
         pid = int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return pid if str(marker).encode() in cmdline else None
+    for _ in range(CMDLINE_READS):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if cmdline:
+            return pid if str(marker).encode() in cmdline else None
+        if not _alive(pid):
+            return None
+        time.sleep(0.05)
+    return None
 
 
 def new_cluster_id() -> str:

@@ -460,6 +460,14 @@ class KafkaCluster:
         self._processes[n] = process
         self._pid_file(n).write_text(str(process.pid))
 
+    def _running(self, n: int) -> bool:
+        """Whether node `n` runs: a child this object started by its exit status (which,
+        unlike its /proc entry, cannot read wrong), any other by its pid file."""
+        process = self._processes.get(n)
+        if process is not None:
+            return process.poll() is None
+        return self._pid(n) is not None
+
     def _wait_for(self, nodes: Sequence[int], *, watch: Sequence[int]) -> None:
         """Wait until each of `nodes` answers and sees every broker; `watch` are the nodes
         this call started, whose death ends the wait at once."""
@@ -467,14 +475,15 @@ class KafkaCluster:
         waiting = list(nodes)
         while waiting:
             for n in watch:
-                if self._pid(n) is None:
-                    self._pid_file(n).unlink(missing_ok=True)
-                    process = self._processes.pop(n, None)
-                    status = f" with status {process.wait()}" if process is not None else ""
-                    raise ServiceError(
-                        f"Kafka node {n} exited{status} while starting: see "
-                        f"{self.log_dir(n) / 'server.log'} ({self._last_error(n)})"
-                    )
+                if self._running(n):
+                    continue
+                self._pid_file(n).unlink(missing_ok=True)
+                process = self._processes.pop(n, None)
+                status = f" with status {process.returncode}" if process is not None else ""
+                raise ServiceError(
+                    f"Kafka node {n} exited{status} while starting: see "
+                    f"{self.log_dir(n) / 'server.log'} ({self._last_error(n)})"
+                )
             waiting = [n for n in waiting if not self._answers(n, timeout_s=2.0, all_brokers=True)]
             if waiting and time.monotonic() > give_up:
                 raise ServiceError(
