@@ -48,9 +48,9 @@ def spark_conf(
         # JIT-compiled again) batch after batch. README: Figures.
         "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
         # Projections and predicates that whole-stage code generation leaves out (the
-        # contracts' checks: their array functions cannot join it) are evaluated instead of
-        # having their code generated in every task of every batch, which on the pipeline's
-        # small batches cost more than evaluating them. README: Benchmark.
+        # contracts' checks among them, a profile found) are evaluated instead of having their
+        # code generated in every task of every batch, which on the pipeline's small batches
+        # cost more than evaluating them. README: Benchmark (bench/profile_writer.py).
         "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     }
     if spark.master:
