@@ -38,9 +38,7 @@ from streaming.silver.events import (
     SILVER,
     append_duplicates,
     classify,
-    first_per_id,
     quarantine_rows,
-    seen_before,
 )
 from streaming.tables import append_once, read_delta
 
@@ -244,12 +242,7 @@ class CdcBatchWriter:
         to duplicates, and only when there are some."""
         from delta.tables import DeltaTable
 
-        firsts, later = first_per_id(changes, CHANGE_KEY)
-        existing = read_delta(spark, self.changes_path)
-        repeated = (
-            seen_before(firsts, existing, CHANGE_KEY) if existing is not None else firsts.limit(0)
-        )
-        classified = classify(firsts, later, repeated)
+        classified = classify(changes, read_delta(spark, self.changes_path), CHANGE_KEY)
         try:
             new = classified.where(~F.col(DUPLICATE)).drop(DUPLICATE)
             append_once(new, self.changes_path, None, f"{self.app_id}-changes", batch_id)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SILVER, QUARANTINE, DUPLICATES = "silver", "quarantine", "duplicates"
 DUPLICATE = "_duplicate"  # a valid row's class within a batch: a copy of an earlier record
+_EXISTING = "_existing"  # a row of the table, not of the batch, while classifying
 EVENT_DATE = "event_date"
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 RECORD = KAFKA_COLUMNS[:3]  # what identifies a Kafka record
@@ -88,41 +89,37 @@ def duplicate_rows(rows: DataFrame, id_column: str) -> DataFrame:
     )
 
 
-def seen_before(candidates: DataFrame, silver: DataFrame, id_column: str) -> DataFrame:
-    """Candidates whose id silver already holds from another Kafka record.
+def classify(rows: DataFrame, existing: DataFrame | None, id_column: str) -> DataFrame:
+    """The batch's valid `rows`, each marked once (column DUPLICATE): a row is a copy when an
+    earlier row of the batch (by Kafka partition and offset) has its id, or when `existing`
+    (the table's rows that might hold it) has its id from another Kafka record. A row
+    `existing` holds from the very same coordinates is this batch, replayed: not a copy.
 
-    A row silver holds from the very same coordinates is this batch, replayed: not a duplicate.
+    One pass over one shuffle: the batch's ids, broadcast, pick the few existing rows that
+    matter, and a window over the batch and those rows decides. Computed in one job and cut
+    from its lineage; the caller unpersists it.
     """
-    # The batch's ids, broadcast, pick silver's few matching rows in one pass over it (no
-    # shuffle of the table); the join below is then between two small sides.
-    ids = F.broadcast(candidates.select(F.col(id_column).alias("_id")).distinct())
-    s = silver.select(
-        F.col(id_column).alias("_id"),
-        F.col("kafka_topic").alias("_topic"),
-        F.col("kafka_partition").alias("_partition"),
-        F.col("kafka_offset").alias("_offset"),
-    ).join(ids, "_id", "left_semi")
-    same_id = F.col(id_column) == F.col("_id")
-    other_record = (
-        (F.col("kafka_topic") != F.col("_topic"))
-        | (F.col("kafka_partition") != F.col("_partition"))
-        | (F.col("kafka_offset") != F.col("_offset"))
-    )
-    return candidates.join(s, same_id & other_record, "left_semi")
-
-
-def classify(firsts: DataFrame, later: DataFrame, repeated: DataFrame) -> DataFrame:
-    """The batch's valid rows, each marked once (column DUPLICATE): the first of its id in
-    the batch and not `repeated` (silver holds it from another record), or a copy. Computed
-    in one job and cut from its lineage; the caller unpersists it."""
-    return (
-        firsts.join(
-            repeated.select(*RECORD).withColumn(DUPLICATE, F.lit(True)),
-            list(RECORD),
-            "left",
+    ours = rows.withColumn(_EXISTING, F.lit(False))
+    if existing is not None:
+        ids = F.broadcast(rows.select(F.col(id_column).alias("_id")))
+        theirs = (
+            existing.select(id_column, *RECORD)
+            .join(ids, F.col(id_column) == F.col("_id"), "left_semi")
+            .withColumn(_EXISTING, F.lit(True))
         )
-        .withColumn(DUPLICATE, F.coalesce(F.col(DUPLICATE), F.lit(False)))
-        .unionByName(later.withColumn(DUPLICATE, F.lit(True)))
+        ours = ours.unionByName(theirs, allowMissingColumns=True)
+    same_record = Window.partitionBy(id_column, *RECORD)
+    same_id = Window.partitionBy(id_column)
+    batch_order = same_id.orderBy(_EXISTING, "kafka_partition", "kafka_offset")
+    # An existing row a batch row shares coordinates with is that record, written before.
+    replayed = F.max(F.when(~F.col(_EXISTING), 1)).over(same_record).isNotNull()
+    marked = ours.withColumn("_other", F.col(_EXISTING) & ~replayed).withColumn(
+        "_held", F.max(F.col("_other").cast("int")).over(same_id) == 1
+    )
+    return (
+        marked.withColumn("_rank", F.row_number().over(batch_order))
+        .where(~F.col(_EXISTING))
+        .select(*rows.columns, ((F.col("_rank") > 1) | F.col("_held")).alias(DUPLICATE))
         .localCheckpoint(eager=True)
     )
 
@@ -197,8 +194,7 @@ class EventBatchWriter:
         """Valid rows: the first of each id to silver, the others to duplicates. Each row is
         classified once (one job), and a batch without duplicates commits nothing to them."""
         valid = silver_rows(checked, self.contract)
-        firsts, later_in_batch = first_per_id(valid, self.id_column)
-        classified = classify(firsts, later_in_batch, self._seen(spark, firsts, lo, hi))
+        classified = classify(valid, self._candidates(spark, lo, hi), self.id_column)
         try:
             new = classified.where(~F.col(DUPLICATE)).drop(DUPLICATE)
             append_once(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
@@ -208,17 +204,16 @@ class EventBatchWriter:
         finally:
             classified.unpersist()
 
-    def _seen(
-        self, spark: SparkSession, firsts: DataFrame, lo: date | None, hi: date | None
-    ) -> DataFrame:
-        """The firsts silver already holds from another Kafka record, given the valid rows'
-        earliest and latest event dates."""
+    def _candidates(
+        self, spark: SparkSession, lo: date | None, hi: date | None
+    ) -> DataFrame | None:
+        """The silver rows an earlier copy of the batch's events could be in, given the valid
+        rows' earliest and latest event dates; None when there are none."""
         silver = read_delta(spark, self.silver_path)
         if silver is None or lo is None or hi is None:
-            return firsts.limit(0)
+            return None
         # The horizon: an earlier copy within a day either side of the batch's event dates.
-        window = silver.where(F.col(EVENT_DATE).between(F.lit(lo - HORIZON), F.lit(hi + HORIZON)))
-        return seen_before(firsts, window, self.id_column)
+        return silver.where(F.col(EVENT_DATE).between(F.lit(lo - HORIZON), F.lit(hi + HORIZON)))
 
     def _send_dead_letters(self, bad: DataFrame, topic: str) -> None:
         """Copy quarantined records to a dead-letter topic (at least once: Kafka's sink is

@@ -14,7 +14,7 @@ from pyspark.testing import assertDataFrameEqual
 from streaming.contracts.model import load_cdc_contract
 from streaming.contracts.spark import ADDITIONAL
 from streaming.silver.cdc import change_rows, current_rows, history_rows, parse_changes
-from streaming.silver.events import first_per_id, seen_before
+from streaming.silver.events import DUPLICATE, classify, first_per_id
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
@@ -35,14 +35,46 @@ def test_first_copy_by_partition_and_offset_wins(spark: SparkSession) -> None:
     )
 
 
-def test_seen_before_ignores_the_same_record_replayed(spark: SparkSession) -> None:
-    silver = spark.createDataFrame([("e1", "t", 0, 3), ("e2", "t", 1, 5)], COORDS)
-    candidates = spark.createDataFrame(
-        [("e1", "t", 0, 3), ("e2", "t", 1, 8), ("e3", "t", 0, 4)], COORDS
+def test_a_copy_is_a_later_row_of_its_id_or_one_another_record_wrote_before(
+    spark: SparkSession,
+) -> None:
+    existing = spark.createDataFrame(
+        [("e1", "t", 0, 3), ("e2", "t", 1, 5), ("e9", "t", 0, 1)], COORDS
     )
+    batch = spark.createDataFrame(
+        [
+            ("e1", "t", 0, 3),  # e1 from the same record: this batch replayed, not a copy
+            ("e1", "t", 1, 9),  # a later row of e1 in the batch: a copy
+            ("e2", "t", 1, 8),  # e2 from another record before: a copy
+            ("e3", "t", 0, 6),  # the batch's first e3: new
+            ("e3", "t", 0, 4),
+        ],
+        COORDS,
+    )
+    expected = [
+        ("e1", "t", 0, 3, False),
+        ("e1", "t", 1, 9, True),
+        ("e2", "t", 1, 8, True),
+        ("e3", "t", 0, 4, False),
+        ("e3", "t", 0, 6, True),
+    ]
+    schema = f"{COORDS}, {DUPLICATE} boolean"
     assertDataFrameEqual(
-        seen_before(candidates, silver, "event_id"),
-        spark.createDataFrame([("e2", "t", 1, 8)], COORDS),
+        classify(batch, existing, "event_id"), spark.createDataFrame(expected, schema)
+    )
+    # Without a table yet, only the batch's own order decides.
+    assertDataFrameEqual(
+        classify(batch, None, "event_id"),
+        spark.createDataFrame(
+            [
+                ("e1", "t", 0, 3, False),
+                ("e1", "t", 1, 9, True),
+                ("e2", "t", 1, 8, False),
+                ("e3", "t", 0, 4, False),
+                ("e3", "t", 0, 6, True),
+            ],
+            schema,
+        ),
     )
 
 
