@@ -216,8 +216,9 @@ class CdcBatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
-        # The batch is read once, here (Spark counts every read in numInputRows).
-        parsed = parse_changes(batch, self.contract).localCheckpoint(eager=True)
+        # The batch is read once, by the summary below, which keeps the parsed rows as it goes
+        # (Spark counts every read in numInputRows).
+        parsed = parse_changes(batch, self.contract).localCheckpoint(eager=False)
         try:
             # One job for what the batch holds: rule-breaking records and valid changes.
             found = parsed.agg(

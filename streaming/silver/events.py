@@ -97,7 +97,8 @@ def classify(rows: DataFrame, existing: DataFrame | None, id_column: str) -> Dat
 
     One pass over one shuffle: the batch's ids, broadcast, pick the few existing rows that
     matter, and a window over the batch and those rows decides. Computed in one job and cut
-    from its lineage; the caller unpersists it.
+    from its lineage when first used (the caller's write of the new rows reads all of it);
+    the caller unpersists it.
     """
     ours = rows.withColumn(_EXISTING, F.lit(False))
     if existing is not None:
@@ -120,7 +121,7 @@ def classify(rows: DataFrame, existing: DataFrame | None, id_column: str) -> Dat
         marked.withColumn("_rank", F.row_number().over(batch_order))
         .where(~F.col(_EXISTING))
         .select(*rows.columns, ((F.col("_rank") > 1) | F.col("_held")).alias(DUPLICATE))
-        .localCheckpoint(eager=True)
+        .localCheckpoint(eager=False)
     )
 
 
@@ -153,9 +154,10 @@ class EventBatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
         # Computed once and cut from its lineage: the contract's rules make a large plan,
-        # which every later step would otherwise analyse again. The batch is read once, here
-        # (Spark counts every read of it in the progress's numInputRows).
-        checked = self.compiled.apply(batch).localCheckpoint(eager=True)
+        # which every later step would otherwise analyse again. The batch is read once, by
+        # the summary below, which keeps the checked rows as it goes (Spark counts every read
+        # of the batch in the progress's numInputRows).
+        checked = self.compiled.apply(batch).localCheckpoint(eager=False)
         # One job for what the batch holds: its rows, the failed ones and the valid rows'
         # event dates (each further action is planned, code-generated and run on its own).
         valid_date = F.when(F.size(ERRORS) == 0, F.to_date(F.col(self.contract.fields.event_time)))
