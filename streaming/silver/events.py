@@ -96,9 +96,9 @@ def classify(rows: DataFrame, existing: DataFrame | None, id_column: str) -> Dat
     `existing` holds from the very same coordinates is this batch, replayed: not a copy.
 
     One pass over one shuffle: the batch's ids, broadcast, pick the few existing rows that
-    matter, and a window over the batch and those rows decides. Computed in one job and cut
-    from its lineage when first used (the caller's write of the new rows reads all of it);
-    the caller unpersists it.
+    matter, and windows over the batch and those rows decide. The result is kept, and cut from
+    its lineage, by the first job that reads it (the caller's write of the new rows reads all
+    of it); the caller unpersists it.
     """
     ours = rows.withColumn(_EXISTING, F.lit(False))
     if existing is not None:
@@ -194,7 +194,7 @@ class EventBatchWriter:
         batch_id: int,
     ) -> None:
         """Valid rows: the first of each id to silver, the others to duplicates. Each row is
-        classified once (one job), and a batch without duplicates commits nothing to them."""
+        classified once, and a batch without duplicates commits nothing to them."""
         valid = silver_rows(checked, self.contract)
         classified = classify(valid, self._candidates(spark, lo, hi), self.id_column)
         try:
