@@ -113,9 +113,9 @@ def classify(rows: DataFrame, existing: DataFrame | None, id_column: str) -> Dat
     same_id = Window.partitionBy(id_column)
     batch_order = same_id.orderBy(_EXISTING, "kafka_partition", "kafka_offset")
     # An existing row a batch row shares coordinates with is that record, written before.
-    replayed = F.max(F.when(~F.col(_EXISTING), 1)).over(same_record).isNotNull()
+    replayed = F.max(~F.col(_EXISTING)).over(same_record)
     marked = ours.withColumn("_other", F.col(_EXISTING) & ~replayed).withColumn(
-        "_held", F.max(F.col("_other").cast("int")).over(same_id) == 1
+        "_held", F.max("_other").over(same_id)
     )
     return (
         marked.withColumn("_rank", F.row_number().over(batch_order))
