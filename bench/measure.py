@@ -122,6 +122,50 @@ def downstream_freshness_ms(
     return found
 
 
+def kafka_batches_committed(checkpoint: str) -> list[tuple[dict[int, int], int]]:
+    """The committed batches of a query reading one Kafka topic: (end offset per partition,
+    exclusive; when its commits/<batch> file landed), oldest first."""
+    root = local_path(checkpoint)
+    done = []
+    for commit_file in sorted((root / "commits").glob("[0-9]*"), key=lambda p: int(p.name)):
+        offsets = root / "offsets" / commit_file.name
+        if not offsets.is_file():
+            continue
+        ends: dict[int, int] = {}
+        for line in offsets.read_text().splitlines()[2:]:
+            for partitions in (json.loads(line) if line.strip().startswith("{") else {}).values():
+                ends.update({int(p): int(o) for p, o in partitions.items()})
+        done.append((ends, commit_file.stat().st_mtime_ns // 1_000_000))
+    return done
+
+
+def kafka_batch_freshness_ms(checkpoint: str, table: str, since_ms: int = 0) -> list[Sample]:
+    """Freshness of the rows of `table` (with `partition`, `offset` and `kafka_timestamp`,
+    Kafka timestamp at or after `since_ms`) as of the commit of the batch of the query
+    checkpointed at `checkpoint` that read them from Kafka: for a query that writes several
+    tables in one batch, when its last write was done. Rows of no committed batch are left
+    out."""
+    batches = kafka_batches_committed(checkpoint)
+    root = local_path(table)
+    found: list[Sample] = []
+    for commit in commits(table):
+        for file in commit.files_added:
+            rows = pq.read_table(root / file, columns=["partition", "offset", "kafka_timestamp"])
+            stamps = rows.column("kafka_timestamp").cast("timestamp[ms]").cast("int64")
+            for partition, offset, ts in zip(
+                rows.column("partition").to_pylist(),
+                rows.column("offset").to_pylist(),
+                stamps.to_pylist(),
+                strict=True,
+            ):
+                if ts is None or ts < since_ms:
+                    continue
+                at = next((ms for ends, ms in batches if ends.get(partition, -1) > offset), None)
+                if at is not None:
+                    found.append((ts, at - ts))
+    return found
+
+
 def lag_grew(samples: Sequence[Sample]) -> bool:
     """Whether freshness got worse over the phase: the rows sent in its last quarter were
     visible, at the median, more than twice as late (plus 2 s) as those of its first quarter.

@@ -40,6 +40,10 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
             "silver": p99("chain", "silver"),
             "gold": p99("chain", "gold"),
         },
+        # The floor: what Spark and Delta alone cost a three-hop chain here (bench/floor.py).
+        "floor_vs_baseline": _ratio(rate("floor"), baseline),
+        "chain_vs_floor": _ratio(rate("chain"), rate("floor")),
+        "floor_freshness_p99_s": {layer: p99("floor", layer) for layer in LAYERS},
         "fixed_rate_below_baseline": (None if not baseline else results["plan"]["rate"] < baseline),
     }
 
@@ -83,6 +87,15 @@ def markdown(results: dict[str, Any]) -> str:
         f"| freshness p99 bronze / silver / gold (s) | {p99['bronze']} / {p99['silver']} / "
         f"{p99['gold']} |",
     ]
+    if "floor" in results["sides"]:
+        floor = results["floor_freshness_p99_s"]
+        lines += [
+            f"| floor / baseline throughput | {results['floor_vs_baseline']} |",
+            f"| full chain / floor throughput | {results['chain_vs_floor']} |",
+            "| floor freshness p99 bronze / silver / gold (s) | "
+            + " / ".join(str(floor[layer]) for layer in LAYERS)
+            + " |",
+        ]
     lines += ["", *batch_table(results["sides"])]
     growth = results.get("growth")
     if growth:
@@ -135,9 +148,10 @@ def plots(results: dict[str, Any], folder: Path, stem: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4))
     for side, f in results["sides"].items():
         for layer, v in f["freshness_s"].items():
-            label = f"chain: {layer}" if side == "chain" else side
-            if side == "chain" or layer == side:
-                ax.plot(v["cdf"], range(101), label=label)
+            layered = len(f["freshness_s"]) > 1  # a chain: one line per layer
+            if layered or layer == side:
+                label = f"{side}: {layer}" if layered else side
+                ax.plot(v["cdf"], range(101), label=label, linestyle="--" * (side == "floor"))
     ax.set_xlabel("Kafka timestamp to visible in the table (s)")
     ax.set_ylabel("percentile")
     ax.set_title(f"Freshness at {results['plan']['rate']:g} events/s")

@@ -30,7 +30,7 @@ import yaml
 
 from bench import report
 from bench.limit import consumer_limit
-from bench.side import IDLE_REPORT_CONF, SIDES, orders, orders_source
+from bench.side import IDLE_REPORT_CONF, QUICK_SIDES, SIDES, orders, orders_source
 from bench.workspace import free_port, local_broker, scratch_settings
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
@@ -225,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, help="records/s during the freshness phase")
     parser.add_argument("--seconds", type=float, help="length of the freshness phase")
     parser.add_argument("--partitions", type=int, help="partitions of the benchmark topic")
-    parser.add_argument("--sides", default=",".join(SIDES), help="which sides to run")
+    parser.add_argument(
+        "--sides",
+        help=f"which sides to run, of {', '.join(SIDES)} (default: all; --quick: "
+        f"{', '.join(QUICK_SIDES)}, the floors are measured by full runs)",
+    )
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     parser.add_argument("--conf", default=str(REPO / "conf"))
     parser.add_argument("--profile", default="local")
@@ -238,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = Plan.of(args)
-    sides = [s for s in args.sides.split(",") if s]
+    chosen = args.sides or ",".join(QUICK_SIDES if args.quick else SIDES)
+    sides = [s for s in chosen.split(",") if s]
     unknown = set(sides) - set(SIDES)
     if unknown:
         parser.error(

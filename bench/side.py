@@ -4,7 +4,9 @@ process, so CPU time and peak memory are that side's alone).
 Sides, all on the same topic contents, partitions, trigger and session settings:
 - baseline: Kafka -> Delta append of the raw records (key, value, coordinates), no parsing;
 - bronze: headwater's bronze stream of the topic, with progress recording;
-- chain: the demo configuration's every stream, bronze -> silver -> gold.
+- chain: the demo configuration's every stream, bronze -> silver -> gold;
+- floor: the least a three-hop chain costs here, Spark and Delta alone (bench/floor.py);
+- fused: the floor's three writes in one query's batch, no Delta streams between them.
 
 Phase 1 (throughput): the topic holds a backlog; the side's streams start and work it off.
 Phase 2 (freshness): records arrive at a fixed rate for a fixed time while the streams run.
@@ -25,11 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming.listener import StreamingQueryProgress
 from pyspark.sql.streaming.query import StreamingQuery
 
-from bench import measure
+from bench import floor, measure
 from streaming.bronze import LAYER as BRONZE
 from streaming.config import Settings, Source, load_settings
 from streaming.delta_log import live_files, live_rows
@@ -37,11 +38,13 @@ from streaming.generator.producer import produce
 from streaming.generator.shop import Record, ShopSimulator
 from streaming.gold.definitions import load_gold_tables
 from streaming.gold.maintain import LAYER as GOLD
-from streaming.kafka_client import spark_kafka_options
 from streaming.runner import LAYERS, run_streams
 from streaming.session import build_spark_session
 
-SIDES = ("baseline", "bronze", "chain")
+SIDES = ("baseline", "bronze", "chain", "floor", "fused")
+CHAINS = ("chain", "floor", "fused")  # sides with a silver and a gold layer
+FLOORS = ("floor", "fused")
+QUICK_SIDES = ("baseline", "bronze", "chain")  # a smoke run's; the floors take a minute each
 BASELINE_TABLE = "baseline"
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 IDLE_TRIGGERS = 3  # idle triggers per query the idle phase waits for
@@ -63,30 +66,13 @@ def orders(topic: str, seed: int) -> Iterator[Record]:
 
 
 def start_baseline(spark: SparkSession, settings: Settings, source: Source) -> StreamingQuery:
-    bronze = settings.pipeline.bronze
-    reader = (
-        spark.readStream.format("kafka")
-        .options(**spark_kafka_options(settings.profile.kafka))
-        .option("subscribe", source.topic)
-        .option("startingOffsets", "earliest")
-    )
-    if bronze.max_offsets_per_trigger is not None:
-        reader = reader.option("maxOffsetsPerTrigger", str(bronze.max_offsets_per_trigger))
-    return (
-        reader.load()
-        .select(
-            "key",
-            "value",
-            "topic",
-            "partition",
-            "offset",
-            F.col("timestamp").alias("kafka_timestamp"),
-        )
-        .writeStream.format("delta")
-        .queryName(BASELINE_TABLE)
-        .option("checkpointLocation", settings.checkpoint_path("bench", BASELINE_TABLE))
-        .trigger(processingTime=bronze.trigger_interval)
-        .start(settings.table_path("bench", BASELINE_TABLE))
+    return floor.raw_append(
+        spark,
+        settings,
+        source,
+        BASELINE_TABLE,
+        settings.table_path("bench", BASELINE_TABLE),
+        settings.checkpoint_path("bench", BASELINE_TABLE),
     )
 
 
@@ -96,28 +82,34 @@ class Side:
     def __init__(self, name: str, settings: Settings) -> None:
         self.name = name
         self.settings = settings
-        source = orders_source(settings)
+        self.golds: dict[str, tuple[str, str]] = {}
+        if name in FLOORS:
+            where = floor.paths(settings)
+            self.entry, self.silver = where["bronze"][0], where["silver"][0]
+            self.gold = where["gold"][0]
+            if name == "floor":
+                self.golds = {floor.GOLD: where["gold"]}
+            return
         if name == "baseline":
             self.entry = settings.table_path("bench", BASELINE_TABLE)
         else:
-            self.entry = settings.table_path(BRONZE, source.table_name)
+            self.entry = settings.table_path(BRONZE, orders_source(settings).table_name)
         self.silver = settings.table_path("silver", "orders")
-        self.golds = (
-            {
+        if name == "chain":
+            self.golds = {
                 t.name: (settings.table_path(GOLD, t.name), settings.checkpoint_path(GOLD, t.name))
                 for t in load_gold_tables(settings)
                 if any(s.table == "silver.orders" for s in t.sources)
             }
-            if name == "chain"
-            else {}
-        )
 
     def landed(self, records: int) -> bool:
         """Whether `records` order events are visible in the side's last layer."""
-        if self.name != "chain":
+        if self.name not in CHAINS:
             return (live_rows(self.entry) or 0) >= records
         if (live_rows(self.silver) or 0) < records:
             return False
+        if self.name == "fused":  # gold is written in the batch that wrote silver
+            return self.fused_done_ms() is not None
         last = measure.commits(self.silver)[-1].version
         return all(
             last in measure.visible_downstream_ms(checkpoint, self.silver)
@@ -126,9 +118,12 @@ class Side:
 
     def freshness_ms(self, since_ms: int) -> dict[str, list[measure.Sample]]:
         layers = {"bronze" if self.name == "bronze" else self.name: self.entry}
-        if self.name == "chain":
+        if self.name in CHAINS:
             layers = {"bronze": self.entry, "silver": self.silver}
         found = {layer: measure.row_freshness_ms(path, since_ms) for layer, path in layers.items()}
+        if self.name == "fused":
+            checkpoint = floor.fused_checkpoint(self.settings)
+            found["gold"] = measure.kafka_batch_freshness_ms(checkpoint, self.silver, since_ms)
         if self.golds:
             # A row is fresh in gold when every gold table it feeds shows it.
             checkpoints = [checkpoint for _, checkpoint in self.golds.values()]
@@ -136,13 +131,29 @@ class Side:
         return found
 
     def tables(self) -> dict[str, str]:
-        if self.name != "chain":
+        if self.name not in CHAINS:
             return {self.name: self.entry}
+        if self.name in FLOORS:
+            return {
+                "bronze": self.entry,
+                f"silver.{floor.SILVER}": self.silver,
+                f"gold.{floor.GOLD}": self.gold,
+            }
         return {
             "bronze": self.entry,
             "silver.orders": self.silver,
             **{f"gold.{name}": path for name, (path, _) in self.golds.items()},
         }
+
+    def fused_done_ms(self) -> int | None:
+        """When the fused query's batch that wrote silver's latest rows had committed (after
+        its gold write); None while it has not."""
+        batches = measure.kafka_batches_committed(floor.fused_checkpoint(self.settings))
+        last = measure.commits(self.silver)[-1]
+        if not batches or not last.rows_added:
+            return None
+        # The batch whose commit is the first to land after silver's latest commit.
+        return next((ms for _, ms in batches if ms >= last.landed_ms), None)
 
 
 def wait_for(check: Callable[[], bool], deadline_s: float, what: str) -> float:
@@ -198,6 +209,10 @@ def run(
     started = time.monotonic()
     if side_name == "baseline":
         running = [start_baseline(spark, settings, source)]
+    elif side_name == "floor":
+        running = floor.start(spark, settings, source)
+    elif side_name == "fused":
+        running = floor.start_fused(spark, settings, source)
     else:
         layers = ["bronze"] if side_name == "bronze" else list(LAYERS)
         topics = [source.topic] if side_name == "bronze" else None
@@ -286,7 +301,7 @@ def run(
         "files_at_end": {name: live_files(path) for name, path in side.tables().items()},
         "throughput_over_time": [
             [round((c.landed_ms - first_ms) / 1000, 2), c.rows_added]
-            for c in measure.commits(side.silver if side_name == "chain" else side.entry)
+            for c in measure.commits(side.silver if side_name in CHAINS else side.entry)
             if c.rows_added and first_ms <= c.landed_ms <= done_ms
         ],
     }
@@ -301,7 +316,7 @@ def sustained_rate(side: Side, records: int) -> tuple[float, int, int]:
     consumers, cold code): the backlog's later rows over the time from the first commit to
     the last. For the chain, the rows counted land in silver, and the clock stops when every
     gold table covers silver's last commit of them."""
-    table = side.silver if side.name == "chain" else side.entry
+    table = side.silver if side.name in CHAINS else side.entry
     history = [c for c in measure.commits(table) if c.rows_added]
     rows, last = 0, None
     for commit in history:
@@ -312,7 +327,9 @@ def sustained_rate(side: Side, records: int) -> tuple[float, int, int]:
     if last is None or last is history[0]:
         raise ValueError(f"{table}: the backlog of {records} rows did not span two commits")
     done = last.landed_ms
-    if side.name == "chain":
+    if side.name == "fused":
+        done = side.fused_done_ms() or done
+    if side.golds:
         done = max(
             measure.visible_downstream_ms(checkpoint, side.silver)[last.version]
             for _, checkpoint in side.golds.values()

@@ -45,6 +45,7 @@ def results() -> dict[str, Any]:
             "baseline": side(10000.0, {"baseline": 3.0}),
             "bronze": side(9000.0, {"bronze": 2.5}),
             "chain": side(4000.0, {"bronze": 3.0, "silver": 9.0, "gold": 14.0}),
+            "floor": side(8000.0, {"bronze": 2.0, "silver": 4.0, "gold": 8.0}),
         },
         "growth": {
             "throughput_by_partitions": [
@@ -71,6 +72,20 @@ def test_verdict_is_ratios_and_p99_per_layer() -> None:
     assert verdict["baseline_vs_limit"] == 0.25
     assert verdict["freshness_p99_s"] == {"bronze": 2.5, "silver": 9.0, "gold": 14.0}
     assert verdict["fixed_rate_below_baseline"] is True
+    # The floor (Spark and Delta alone, three hops) against the baseline and the chain.
+    assert verdict["floor_vs_baseline"] == 0.8
+    assert verdict["chain_vs_floor"] == 0.5
+    assert verdict["floor_freshness_p99_s"] == {"bronze": 2.0, "silver": 4.0, "gold": 8.0}
+
+
+def test_verdict_without_a_floor_leaves_its_figures_empty() -> None:
+    figures = results()
+    del figures["sides"]["floor"]
+    verdict = report.verdict(figures)
+    assert verdict["floor_vs_baseline"] is None and verdict["chain_vs_floor"] is None
+    assert set(verdict["floor_freshness_p99_s"].values()) == {None}
+    figures.update(verdict)
+    assert "floor" not in report.markdown(figures)
 
 
 def test_results_files_hold_the_figures(tmp_path: Path) -> None:
@@ -83,6 +98,9 @@ def test_results_files_hold_the_figures(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "latest.json").read_text())["chain_vs_baseline"] == 0.4
     table = (tmp_path / "latest.md").read_text()
     assert "| chain | 4000 | bronze 1.50 / 2.70 / 3.00; silver 4.50" in table
+    assert "| floor / baseline throughput | 0.8 |" in table
+    assert "| full chain / floor throughput | 0.5 |" in table
+    assert "| floor freshness p99 bronze / silver / gold (s) | 2.0 / 4.0 / 8.0 |" in table
     assert "| 2 | 2000 | 1800 |" in table  # throughput by partitions
     assert "| 100 | 3.00 / 3.00 / 3.00 | no |" in table  # past the knee
     assert "| chain: q | fixed rate | 900 |  |  | 700 |  |" in table  # a batch's parts
