@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 LAYERS = ("bronze", "silver", "gold")
+FLOOR_LINES = {"floor": "--", "fused": ":"}  # the floors' lines in the freshness plot
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -151,7 +152,7 @@ def plots(results: dict[str, Any], folder: Path, stem: str) -> list[Path]:
             layered = len(f["freshness_s"]) > 1  # a chain: one line per layer
             if layered or layer == side:
                 label = f"{side}: {layer}" if layered else side
-                ax.plot(v["cdf"], range(101), label=label, linestyle="--" * (side == "floor"))
+                ax.plot(v["cdf"], range(101), label=label, linestyle=FLOOR_LINES.get(side, "-"))
     ax.set_xlabel("Kafka timestamp to visible in the table (s)")
     ax.set_ylabel("percentile")
     ax.set_title(f"Freshness at {results['plan']['rate']:g} events/s")
