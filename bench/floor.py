@@ -25,7 +25,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import (
-    BinaryType,
     IntegerType,
     LongType,
     StringType,
@@ -35,6 +34,7 @@ from pyspark.sql.types import (
 )
 
 from streaming.batches import start_foreach_batch
+from streaming.bronze import BRONZE_SCHEMA as HEADWATER_BRONZE
 from streaming.config import Settings, Source
 from streaming.kafka_client import spark_kafka_options
 from streaming.tables import append_once, ensure_delta_tables
@@ -42,16 +42,9 @@ from streaming.tables import append_once, ensure_delta_tables
 LAYER = "bench"
 BRONZE, SILVER, GOLD = "floor_bronze", "floor_silver", "floor_gold"
 
-BRONZE_SCHEMA = StructType(
-    [
-        StructField("key", BinaryType()),
-        StructField("value", BinaryType()),
-        StructField("topic", StringType()),
-        StructField("partition", IntegerType()),
-        StructField("offset", LongType()),
-        StructField("kafka_timestamp", TimestampType()),
-    ]
-)
+RAW = ("key", "value", "topic", "partition", "offset", "kafka_timestamp")
+# The floor's bronze: bronze's own columns of a Kafka record, nothing added.
+BRONZE_SCHEMA = StructType([HEADWATER_BRONZE[name] for name in RAW])
 SILVER_SCHEMA = StructType(
     [
         StructField("value", StringType()),
@@ -132,9 +125,6 @@ def raw_append(
     )
 
 
-RAW = ("key", "value", "topic", "partition", "offset", "kafka_timestamp")
-
-
 def kafka_records(spark: SparkSession, settings: Settings, source: Source) -> DataFrame:
     """The topic's records as a stream (key, value, coordinates), on bronze's batch limit."""
     bronze = settings.pipeline.bronze
@@ -199,9 +189,12 @@ class FusedWrites:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         raw = batch.localCheckpoint(eager=False)  # Kafka is read once, by the bronze append
-        append_once(raw, self.bronze, None, f"floor-{BRONZE}", batch_id)
-        self.silver(raw, batch_id)
-        self.gold(raw, batch_id)
+        try:
+            append_once(raw, self.bronze, None, f"floor-{BRONZE}", batch_id)
+            self.silver(raw, batch_id)
+            self.gold(raw, batch_id)
+        finally:
+            raw.unpersist()
 
 
 def fused_checkpoint(settings: Settings) -> str:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -49,18 +50,27 @@ def commits(location: str) -> list[Commit]:
 Sample = tuple[int, int]  # (Kafka timestamp, freshness), milliseconds
 
 
+def stamped_rows(
+    location: str, since_ms: int = 0, *columns: str
+) -> Iterator[tuple[Commit, int, tuple[Any, ...]]]:
+    """Every row the table's commits added whose Kafka timestamp is at or after `since_ms`:
+    (its commit, its Kafka timestamp in milliseconds, the values of `columns`). The table
+    needs `kafka_timestamp`."""
+    root = local_path(location)
+    for commit in commits(location):
+        for file in commit.files_added:
+            rows = pq.read_table(root / file, columns=["kafka_timestamp", *columns])
+            stamps = rows.column("kafka_timestamp").cast("timestamp[ms]").cast("int64")
+            others = [rows.column(c).to_pylist() for c in columns]
+            for ts, *values in zip(stamps.to_pylist(), *others, strict=True):
+                if ts is not None and ts >= since_ms:
+                    yield commit, ts, tuple(values)
+
+
 def row_freshness_ms(location: str, since_ms: int = 0) -> list[Sample]:
     """For every row whose Kafka timestamp is at or after `since_ms`: (Kafka timestamp,
     commit landed - Kafka timestamp), in milliseconds. The table needs `kafka_timestamp`."""
-    root = local_path(location)
-    found: list[Sample] = []
-    for commit in commits(location):
-        for file in commit.files_added:
-            column = pq.read_table(root / file, columns=["kafka_timestamp"]).column(0)
-            for ts in column.cast("timestamp[ms]").cast("int64").to_pylist():
-                if ts is not None and ts >= since_ms:
-                    found.append((ts, commit.landed_ms - ts))
-    return found
+    return [(ts, commit.landed_ms - ts) for commit, ts, _ in stamped_rows(location, since_ms)]
 
 
 def version_landed_ms(location: str) -> dict[int, int]:
@@ -107,19 +117,13 @@ def downstream_freshness_ms(
     tables the streams at `checkpoints` keep: visible once the batch covering the row's commit
     has committed in every one of them. Rows some stream has not covered yet are left out."""
     visible = [visible_downstream_ms(checkpoint, upstream) for checkpoint in checkpoints]
-    root = local_path(upstream)
-    found: list[Sample] = []
-    for commit in commits(upstream):
-        times = [v.get(commit.version) for v in visible]
-        if not times or any(t is None for t in times):
-            continue
-        at = max(t for t in times if t is not None)
-        for file in commit.files_added:
-            column = pq.read_table(root / file, columns=["kafka_timestamp"]).column(0)
-            for ts in column.cast("timestamp[ms]").cast("int64").to_pylist():
-                if ts is not None and ts >= since_ms:
-                    found.append((ts, at - ts))
-    return found
+    covered = set.intersection(*(set(v) for v in visible)) if visible else set()
+    at = {version: max(v[version] for v in visible) for version in covered}
+    return [
+        (ts, at[commit.version] - ts)
+        for commit, ts, _ in stamped_rows(upstream, since_ms)
+        if commit.version in at
+    ]
 
 
 def kafka_batches_committed(checkpoint: str) -> list[tuple[dict[int, int], int]]:
@@ -146,23 +150,11 @@ def kafka_batch_freshness_ms(checkpoint: str, table: str, since_ms: int = 0) -> 
     tables in one batch, when its last write was done. Rows of no committed batch are left
     out."""
     batches = kafka_batches_committed(checkpoint)
-    root = local_path(table)
     found: list[Sample] = []
-    for commit in commits(table):
-        for file in commit.files_added:
-            rows = pq.read_table(root / file, columns=["partition", "offset", "kafka_timestamp"])
-            stamps = rows.column("kafka_timestamp").cast("timestamp[ms]").cast("int64")
-            for partition, offset, ts in zip(
-                rows.column("partition").to_pylist(),
-                rows.column("offset").to_pylist(),
-                stamps.to_pylist(),
-                strict=True,
-            ):
-                if ts is None or ts < since_ms:
-                    continue
-                at = next((ms for ends, ms in batches if ends.get(partition, -1) > offset), None)
-                if at is not None:
-                    found.append((ts, at - ts))
+    for _, ts, (partition, offset) in stamped_rows(table, since_ms, "partition", "offset"):
+        at = next((ms for ends, ms in batches if ends.get(partition, -1) > offset), None)
+        if at is not None:
+            found.append((ts, at - ts))
     return found
 
 
