@@ -12,102 +12,23 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pyarrow.parquet as pq
-
-from streaming.delta_log import _commits, local_path
-
-
-@dataclass(frozen=True)
-class Commit:
-    version: int
-    landed_ms: int  # mtime of the commit file: when readers can see it
-    rows_added: int  # rows of files added with dataChange (appends, MERGE inserts)
-    files_added: tuple[str, ...]
-
-
-def commits(location: str) -> list[Commit]:
-    """The table's commits, oldest first."""
-    found = []
-    for path in _commits(location):
-        rows, files = 0, []
-        for line in path.read_text().splitlines():
-            action = json.loads(line) if line.strip() else {}
-            add = action.get("add")
-            if add and add.get("dataChange", True):
-                files.append(add["path"])
-                rows += json.loads(add.get("stats") or "{}").get("numRecords", 0)
-        found.append(
-            Commit(int(path.name[:20]), path.stat().st_mtime_ns // 1_000_000, rows, tuple(files))
-        )
-    return found
-
+from streaming.delta_log import local_path
+from streaming.visibility import Commit as Commit
+from streaming.visibility import commits as commits
+from streaming.visibility import stamped_rows
+from streaming.visibility import visible_downstream_ms as visible_downstream_ms
 
 Sample = tuple[int, int]  # (Kafka timestamp, freshness), milliseconds
-
-
-def stamped_rows(
-    location: str, since_ms: int = 0, *columns: str
-) -> Iterator[tuple[Commit, int, tuple[Any, ...]]]:
-    """Every row the table's commits added whose Kafka timestamp is at or after `since_ms`:
-    (its commit, its Kafka timestamp in milliseconds, the values of `columns`). The table
-    needs `kafka_timestamp`."""
-    root = local_path(location)
-    for commit in commits(location):
-        for file in commit.files_added:
-            rows = pq.read_table(root / file, columns=["kafka_timestamp", *columns])
-            stamps = rows.column("kafka_timestamp").cast("timestamp[ms]").cast("int64")
-            others = [rows.column(c).to_pylist() for c in columns]
-            for ts, *values in zip(stamps.to_pylist(), *others, strict=True):
-                if ts is not None and ts >= since_ms:
-                    yield commit, ts, tuple(values)
 
 
 def row_freshness_ms(location: str, since_ms: int = 0) -> list[Sample]:
     """For every row whose Kafka timestamp is at or after `since_ms`: (Kafka timestamp,
     commit landed - Kafka timestamp), in milliseconds. The table needs `kafka_timestamp`."""
     return [(ts, commit.landed_ms - ts) for commit, ts, _ in stamped_rows(location, since_ms)]
-
-
-def version_landed_ms(location: str) -> dict[int, int]:
-    return {c.version: c.landed_ms for c in commits(location)}
-
-
-def table_id(location: str) -> str:
-    """The Delta table's id (metaData.id), as a Delta source's offsets name it."""
-    for path in _commits(location):
-        for line in path.read_text().splitlines():
-            action = json.loads(line) if line.strip() else {}
-            if "metaData" in action:
-                return str(action["metaData"]["id"])
-    raise ValueError(f"{location} has no metaData action")
-
-
-def visible_downstream_ms(checkpoint: str, source_location: str) -> dict[int, int]:
-    """Source table version -> when the stream checkpointed at `checkpoint` had committed a
-    batch that read it (the mtime of commits/<batch>), for every version it read."""
-    source = table_id(source_location)
-    done: list[tuple[int, int]] = []  # (batch end version, exclusive), committed at
-    root = local_path(checkpoint)
-    for commit_file in sorted((root / "commits").glob("[0-9]*"), key=lambda p: int(p.name)):
-        offsets = root / "offsets" / commit_file.name
-        if not offsets.is_file():
-            continue
-        for line in offsets.read_text().splitlines()[2:]:
-            offset = json.loads(line) if line.strip().startswith("{") else {}
-            if offset.get("reservoirId") == source:
-                end = int(offset["reservoirVersion"]) + (1 if offset.get("index", -1) >= 0 else 0)
-                done.append((end, commit_file.stat().st_mtime_ns // 1_000_000))
-    visible: dict[int, int] = {}
-    for version in version_landed_ms(source_location):
-        at = next((ms for end, ms in done if end > version), None)
-        if at is not None:
-            visible[version] = at
-    return visible
 
 
 def downstream_freshness_ms(

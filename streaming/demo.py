@@ -40,10 +40,57 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from streaming.progress import ProgressRecorder
+    from streaming.visibility import ChangeFreshness
 
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 5.0
+CHANGES_EVERY_S = 30.0  # how often the demo says how fresh the CDC sources' changes are
+
+
+class ChangeFreshnessReport:
+    """How long the CDC sources' changes committed since `since_ms` took from their commit in
+    the source database to silver's current state and to the gold tables they feed, read
+    from the lake's Delta logs and the gold streams' checkpoints (no Spark job)."""
+
+    def __init__(self, settings: Settings, since_ms: int) -> None:
+        from streaming.gold.definitions import load_gold_tables
+        from streaming.silver.streams import cdc_contract
+
+        self.since_ms = since_ms
+        self.targets: list[tuple[str, str, str, dict[str, str]]] = []
+        gold = load_gold_tables(settings)
+        for source in settings.pipeline.sources:
+            contract = cdc_contract(settings, source)
+            if contract is None:
+                continue
+            table = contract.silver_table
+            fed = [t for t in gold if any(s.table == f"silver.{table}_changes" for s in t.sources)]
+            self.targets.append(
+                (
+                    settings.table_path("silver", f"{table}_changes"),
+                    settings.table_path("silver", table),
+                    f"silver.{table}",
+                    {t.name: settings.checkpoint_path("gold", t.name) for t in fed},
+                )
+            )
+
+    def measure(self) -> list[tuple[str, ChangeFreshness]]:
+        """(current-state table, its changes' freshness) per CDC source whose tables exist."""
+        from streaming.delta_log import latest_version
+        from streaming.visibility import change_freshness
+
+        found = []
+        for changes, current, name, gold in self.targets:
+            if latest_version(changes) is None or latest_version(current) is None:
+                continue
+            found.append((name, change_freshness(changes, current, gold, since_ms=self.since_ms)))
+        return found
+
+    def lines(self) -> list[str]:
+        """A line per CDC source with changes measured so far."""
+        described = (freshness.describe(name) for name, freshness in self.measure())
+        return [line for line in described if line is not None]
 
 
 def run_demo(
@@ -161,6 +208,7 @@ def run_demo(
         for generator in generators:
             generator.start()
         started = time.monotonic()
+        freshness = ChangeFreshnessReport(settings, int(time.time() * 1000))
         ends = started + seconds if seconds else None
         try:
             with ProgressRecorder(spark, settings) as recorder:
@@ -175,12 +223,16 @@ def run_demo(
                     + (f"; stops after {seconds:g} s" if seconds else "; Ctrl-C stops everything"),
                     file=out,
                 )
-                last_status = [started]
+                last_status = [started, started]
 
                 def tick() -> None:
                     if time.monotonic() - last_status[0] >= STATUS_EVERY_S:
                         last_status[0] = time.monotonic()
                         print(_status_line(recorder, started), file=out, flush=True)
+                    if time.monotonic() - last_status[1] >= CHANGES_EVERY_S:
+                        last_status[1] = time.monotonic()
+                        for line in freshness.lines():
+                            print(f"[{time.monotonic() - started:5.0f} s] {line}", file=out)
 
                 try:
                     watch(
@@ -227,6 +279,8 @@ def run_demo(
         print(f"generator ({name}): {report.summary()}", file=out)
     for table, count in rows.items():
         print(f"{table}: {count:,} rows", file=out)
+    for line in freshness.lines():
+        print(f"change data capture: {line}", file=out)
     return rows
 
 

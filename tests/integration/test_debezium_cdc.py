@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import SparkSession
 
 from streaming.config import Settings
+from streaming.demo import ChangeFreshnessReport
 from streaming.generator.customers_db import (
     Change,
     CustomerWorkload,
@@ -288,6 +289,7 @@ def change_country_then_add_a_column(
             settings, "gold.customer_orders", lambda: gold_country(spark, settings)
         )
         wait_until(lambda: country() == "DE", 240, "the probe in gold")
+        before_ms = int(time.time() * 1000)
         db.execute(
             "UPDATE public.customers SET country = 'FR', updated_at = now() WHERE customer_id = %s",
             [PROBE],
@@ -301,6 +303,18 @@ def change_country_then_add_a_column(
             poll_s=0.2,
         )
         to_gold = time.monotonic() - committed
+    # The demo's report of the same change, from the lake's logs and gold's checkpoint alone:
+    # the one change committed since, seen in silver.customers and gold within what the test
+    # saw (gold's checkpoint commit lands just after the MERGE the test polled for).
+    report = ChangeFreshnessReport(settings, before_ms)
+    wait_until(lambda: report.measure()[0][1].to_current_ms, 60, "the change in silver.customers")
+    [(current_table, freshness)] = report.measure()
+    assert current_table == "silver.customers"
+    [to_current] = freshness.to_current_ms
+    [to_gold_ms] = freshness.to_gold_ms["customer_orders"]
+    assert 0 < to_gold_ms <= to_gold * 1000 + 5000, (to_gold_ms, to_gold)
+    assert 0 < to_current < 120_000
+    assert (freshness.describe(current_table) or "").startswith("1 change, from their commit")
     assert settings.profile.postgres is not None
     with connect(services, "superuser", database=settings.profile.postgres.database) as admin:
         admin.execute("ALTER TABLE public.customers ADD COLUMN loyalty_tier text")

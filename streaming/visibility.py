@@ -1,0 +1,177 @@
+"""When rows became visible, read from disk without Spark: the Delta commits that added them
+(each commit file's mtime is when readers can see it) and the checkpoints of the streams
+that read them on.
+
+A row is visible in its table when the commit that added its file lands. A table kept by a
+stream reading another (silver from bronze, gold from silver) has seen an upstream commit
+when the batch whose end offset covers it has committed (its checkpoint's commits/<batch>).
+Local tables only (plain paths and file: URIs); the benchmark, the demo and the freshness
+report use it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from streaming.delta_log import _commits, local_path
+
+
+@dataclass(frozen=True)
+class Commit:
+    version: int
+    landed_ms: int  # mtime of the commit file: when readers can see it
+    rows_added: int  # rows of files added with dataChange (appends, MERGE inserts)
+    files_added: tuple[str, ...]
+
+
+def commits(location: str, after_version: int = -1) -> list[Commit]:
+    """The table's commits after `after_version`, oldest first."""
+    found = []
+    for path in _commits(location):
+        version = int(path.name[:20])
+        if version <= after_version:
+            continue
+        rows, files = 0, []
+        for line in path.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            add = action.get("add")
+            if add and add.get("dataChange", True):
+                files.append(add["path"])
+                rows += json.loads(add.get("stats") or "{}").get("numRecords", 0)
+        found.append(Commit(version, path.stat().st_mtime_ns // 1_000_000, rows, tuple(files)))
+    return found
+
+
+def stamped_rows(
+    location: str, since_ms: int = 0, *columns: str, after_version: int = -1
+) -> Iterator[tuple[Commit, int, tuple[Any, ...]]]:
+    """Every row the table's commits after `after_version` added whose Kafka timestamp is at
+    or after `since_ms`: (its commit, its Kafka timestamp in milliseconds, the values of
+    `columns`). The table needs `kafka_timestamp`."""
+    import pyarrow.parquet as pq
+
+    root = local_path(location)
+    for commit in commits(location, after_version):
+        for file in commit.files_added:
+            rows = pq.read_table(root / file, columns=["kafka_timestamp", *columns])
+            stamps = rows.column("kafka_timestamp").cast("timestamp[ms]").cast("int64")
+            others = [rows.column(c).to_pylist() for c in columns]
+            for ts, *values in zip(stamps.to_pylist(), *others, strict=True):
+                if ts is not None and ts >= since_ms:
+                    yield commit, ts, tuple(values)
+
+
+def version_landed_ms(location: str) -> dict[int, int]:
+    return {c.version: c.landed_ms for c in commits(location)}
+
+
+def table_id(location: str) -> str:
+    """The Delta table's id (metaData.id), as a Delta source's offsets name it."""
+    for path in _commits(location):
+        for line in path.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "metaData" in action:
+                return str(action["metaData"]["id"])
+    raise ValueError(f"{location} has no metaData action")
+
+
+def visible_downstream_ms(checkpoint: str, source_location: str) -> dict[int, int]:
+    """Source table version -> when the stream checkpointed at `checkpoint` had committed a
+    batch that read it (the mtime of commits/<batch>), for every version it read."""
+    source = table_id(source_location)
+    done: list[tuple[int, int]] = []  # (batch end version, exclusive), committed at
+    root = local_path(checkpoint)
+    for commit_file in sorted((root / "commits").glob("[0-9]*"), key=lambda p: int(p.name)):
+        offsets = root / "offsets" / commit_file.name
+        if not offsets.is_file():
+            continue
+        for line in offsets.read_text().splitlines()[2:]:
+            offset = json.loads(line) if line.strip().startswith("{") else {}
+            if offset.get("reservoirId") == source:
+                end = int(offset["reservoirVersion"]) + (1 if offset.get("index", -1) >= 0 else 0)
+                done.append((end, commit_file.stat().st_mtime_ns // 1_000_000))
+    visible: dict[int, int] = {}
+    for version in version_landed_ms(source_location):
+        at = next((ms for end, ms in done if end > version), None)
+        if at is not None:
+            visible[version] = at
+    return visible
+
+
+@dataclass(frozen=True)
+class ChangeFreshness:
+    """How long committed source changes took to become visible: milliseconds from the source
+    database's commit (Debezium's source.ts_ms) to the current-state table and to each gold
+    table fed by the changes, one sample per change that has got there."""
+
+    to_current_ms: list[int]
+    to_gold_ms: dict[str, list[int]]
+    last_version: int  # the newest changes-table version read
+
+    def describe(self, current_table: str) -> str | None:
+        """One line of medians and 99th percentiles; None when no change has been measured."""
+        if not self.to_current_ms:
+            return None
+        parts = [f"-> {current_table} {_spread(self.to_current_ms)}"]
+        parts += [f"-> gold.{name} {_spread(ms)}" for name, ms in self.to_gold_ms.items() if ms]
+        return (
+            f"{len(self.to_current_ms):,} change{'s' if len(self.to_current_ms) != 1 else ''}, from their commit in the source database: "
+            + "; ".join(parts)
+        )
+
+
+def _spread(samples: list[int]) -> str:
+    ordered = sorted(samples)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] / 1000
+
+    return f"p50 {rank(0.5):.1f} s, p99 {rank(0.99):.1f} s"
+
+
+def change_freshness(
+    changes: str,
+    current: str,
+    gold_checkpoints: dict[str, str],
+    *,
+    after_version: int = -1,
+    since_ms: int = 0,
+) -> ChangeFreshness:
+    """Freshness of the changes a CDC silver stream appended to the table at `changes` after
+    `after_version` and committed at or after `since_ms`: to the current-state table at `current` (the first of its commits to
+    land after the change's: the same batch MERGEs it), and to each gold table (by name) whose
+    stream is checkpointed at `gold_checkpoints[name]`. Snapshot reads (op r) carry the
+    snapshot's time, not a commit's, and are left out; so are changes not visible yet."""
+    current_landed = sorted(c.landed_ms for c in commits(current))
+    gold_seen = {
+        name: visible_downstream_ms(checkpoint, changes)
+        for name, checkpoint in gold_checkpoints.items()
+        if (local_path(checkpoint) / "commits").is_dir()
+    }
+    to_current: list[int] = []
+    to_gold: dict[str, list[int]] = {name: [] for name in gold_checkpoints}
+    last = after_version
+    for commit, _, (changed_at, op) in stamped_rows(
+        changes, 0, "changed_at", "op", after_version=after_version
+    ):
+        last = max(last, commit.version)
+        if op == "r" or not isinstance(changed_at, datetime):
+            continue
+        if changed_at.tzinfo is None:  # Spark's timestamps are UTC instants
+            changed_at = changed_at.replace(tzinfo=UTC)
+        committed_ms = int(changed_at.timestamp() * 1000)
+        if committed_ms < since_ms:
+            continue
+        at = bisect.bisect_left(current_landed, commit.landed_ms)
+        if at < len(current_landed):
+            to_current.append(current_landed[at] - committed_ms)
+        for name, seen in gold_seen.items():
+            if commit.version in seen:
+                to_gold[name].append(seen[commit.version] - committed_ms)
+    return ChangeFreshness(to_current, to_gold, last)
