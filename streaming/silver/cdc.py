@@ -261,17 +261,7 @@ class CdcBatchWriter:
         finally:
             classified.unpersist()
         try:
-            (
-                DeltaTable.forPath(spark, self.history_path)
-                .alias("t")
-                .merge(
-                    history_rows(affected, self.contract).alias("s"),
-                    f"t.{key} = s.{key} AND t.lsn = s.lsn",
-                )
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
+            # Current state first: it is what readers of silver.<table> wait for.
             columns = [*self.contract.row.properties, "lsn", "changed_at"]
             (
                 DeltaTable.forPath(spark, self.current_path)
@@ -282,6 +272,17 @@ class CdcBatchWriter:
                 .whenNotMatchedInsert(
                     condition="s.op != 'd'", values={c: f"s.{c}" for c in columns}
                 )
+                .execute()
+            )
+            (
+                DeltaTable.forPath(spark, self.history_path)
+                .alias("t")
+                .merge(
+                    history_rows(affected, self.contract).alias("s"),
+                    f"t.{key} = s.{key} AND t.lsn = s.lsn",
+                )
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
                 .execute()
             )
         finally:
