@@ -88,8 +88,13 @@ class ChangeFreshnessReport:
         return found
 
     def lines(self) -> list[str]:
-        """A line per CDC source with changes measured so far."""
-        described = (freshness.describe(name) for name, freshness in self.measure())
+        """A line per CDC source with changes measured so far; none (and a warning in the log)
+        when a file could not be read: a status line never stops the demo."""
+        try:
+            described = [freshness.describe(name) for name, freshness in self.measure()]
+        except (OSError, ValueError) as exc:
+            log.warning("could not measure the changes' freshness: %s", exc)
+            return []
         return [line for line in described if line is not None]
 
 
