@@ -10,7 +10,6 @@ covers it has committed (its checkpoint's commits/<batch> file).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from streaming.delta_log import local_path
 from streaming.visibility import Commit as Commit
 from streaming.visibility import commits as commits
+from streaming.visibility import percentile as percentile
 from streaming.visibility import stamped_rows
 from streaming.visibility import visible_downstream_ms as visible_downstream_ms
 
@@ -90,15 +90,6 @@ def lag_grew(samples: Sequence[Sample]) -> bool:
     first = [fresh for _, fresh in ordered[:quarter]]
     last = [fresh for _, fresh in ordered[-quarter:]]
     return percentile(last, 50) > 2 * percentile(first, 50) + 2000
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), nearest rank; NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = min(len(ordered), max(1, math.ceil(q / 100 * len(ordered))))
-    return float(ordered[rank - 1])
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,13 +30,11 @@ class Commit:
     files_added: tuple[str, ...]
 
 
-def commits(location: str, after_version: int = -1) -> list[Commit]:
-    """The table's commits after `after_version`, oldest first."""
+def commits(location: str) -> list[Commit]:
+    """The table's commits, oldest first."""
     found = []
     for path in _commits(location):
         version = int(path.name[:20])
-        if version <= after_version:
-            continue
         rows, files = 0, []
         for line in path.read_text().splitlines():
             action = json.loads(line) if line.strip() else {}
@@ -49,15 +47,14 @@ def commits(location: str, after_version: int = -1) -> list[Commit]:
 
 
 def stamped_rows(
-    location: str, since_ms: int = 0, *columns: str, after_version: int = -1
+    location: str, since_ms: int = 0, *columns: str
 ) -> Iterator[tuple[Commit, int, tuple[Any, ...]]]:
-    """Every row the table's commits after `after_version` added whose Kafka timestamp is at
-    or after `since_ms`: (its commit, its Kafka timestamp in milliseconds, the values of
+    """Every row the table's commits added whose Kafka timestamp is at or after `since_ms`: (its commit, its Kafka timestamp in milliseconds, the values of
     `columns`). The table needs `kafka_timestamp`."""
     import pyarrow.parquet as pq
 
     root = local_path(location)
-    for commit in commits(location, after_version):
+    for commit in commits(location):
         for file in commit.files_added:
             rows = pq.read_table(root / file, columns=["kafka_timestamp", *columns])
             stamps = rows.column("kafka_timestamp").cast("timestamp[ms]").cast("int64")
@@ -112,7 +109,6 @@ class ChangeFreshness:
 
     to_current_ms: list[int]
     to_gold_ms: dict[str, list[int]]
-    last_version: int  # the newest changes-table version read
 
     def describe(self, current_table: str) -> str | None:
         """One line of medians and 99th percentiles; None when no change has been measured."""
@@ -120,19 +116,22 @@ class ChangeFreshness:
             return None
         parts = [f"-> {current_table} {_spread(self.to_current_ms)}"]
         parts += [f"-> gold.{name} {_spread(ms)}" for name, ms in self.to_gold_ms.items() if ms]
-        return (
-            f"{len(self.to_current_ms):,} change{'s' if len(self.to_current_ms) != 1 else ''}, from their commit in the source database: "
-            + "; ".join(parts)
-        )
+        count = len(self.to_current_ms)
+        changes = f"{count:,} change{'s' if count != 1 else ''}"
+        return f"{changes}, from their commit in the source database: " + "; ".join(parts)
 
 
 def _spread(samples: list[int]) -> str:
-    ordered = sorted(samples)
+    return f"p50 {percentile(samples, 50) / 1000:.1f} s, p99 {percentile(samples, 99) / 1000:.1f} s"
 
-    def rank(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] / 1000
 
-    return f"p50 {rank(0.5):.1f} s, p99 {rank(0.99):.1f} s"
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), nearest rank; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = min(len(ordered), max(1, math.ceil(q / 100 * len(ordered))))
+    return float(ordered[rank - 1])
 
 
 def change_freshness(
@@ -140,12 +139,11 @@ def change_freshness(
     current: str,
     gold_checkpoints: dict[str, str],
     *,
-    after_version: int = -1,
     since_ms: int = 0,
 ) -> ChangeFreshness:
-    """Freshness of the changes a CDC silver stream appended to the table at `changes` after
-    `after_version` and committed at or after `since_ms`: to the current-state table at `current` (the first of its commits to
-    land after the change's: the same batch MERGEs it), and to each gold table (by name) whose
+    """Freshness of the changes a CDC silver stream appended to the table at `changes`,
+    committed at or after `since_ms`: to the current-state table at `current` (the first of
+    its commits to land after the change's: the same batch MERGEs it), and to each gold table (by name) whose
     stream is checkpointed at `gold_checkpoints[name]`. Snapshot reads (op r) carry the
     snapshot's time, not a commit's, and are left out; so are changes not visible yet."""
     current_landed = sorted(c.landed_ms for c in commits(current))
@@ -156,11 +154,7 @@ def change_freshness(
     }
     to_current: list[int] = []
     to_gold: dict[str, list[int]] = {name: [] for name in gold_checkpoints}
-    last = after_version
-    for commit, _, (changed_at, op) in stamped_rows(
-        changes, 0, "changed_at", "op", after_version=after_version
-    ):
-        last = max(last, commit.version)
+    for commit, _, (changed_at, op) in stamped_rows(changes, 0, "changed_at", "op"):
         if op == "r" or not isinstance(changed_at, datetime):
             continue
         if changed_at.tzinfo is None:  # Spark's timestamps are UTC instants
@@ -174,4 +168,4 @@ def change_freshness(
         for name, seen in gold_seen.items():
             if commit.version in seen:
                 to_gold[name].append(seen[commit.version] - committed_ms)
-    return ChangeFreshness(to_current, to_gold, last)
+    return ChangeFreshness(to_current, to_gold)

@@ -14,7 +14,6 @@ def test_a_line_gives_each_tables_median_and_99th_percentile() -> None:
     freshness = ChangeFreshness(
         to_current_ms=[3000, 1000, 2000, *[1500] * 97],
         to_gold_ms={"customer_orders": [4000, 9000], "other": []},
-        last_version=7,
     )
     assert freshness.describe("silver.customers") == (
         "100 changes, from their commit in the source database: "
@@ -23,9 +22,9 @@ def test_a_line_gives_each_tables_median_and_99th_percentile() -> None:
 
 
 def test_one_change_and_none() -> None:
-    one = ChangeFreshness([1234], {"customer_orders": []}, 0)
+    one = ChangeFreshness([1234], {"customer_orders": []})
     assert one.describe("silver.customers") == (
         "1 change, from their commit in the source database: -> silver.customers p50 1.2 s, "
         "p99 1.2 s"
     )
-    assert ChangeFreshness([], {"customer_orders": []}, -1).describe("silver.customers") is None
+    assert ChangeFreshness([], {"customer_orders": []}).describe("silver.customers") is None
