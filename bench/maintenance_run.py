@@ -44,11 +44,12 @@ from typing import Any
 
 from bench.report import write_results
 from bench.run import Progress, machine
-from bench.workspace import free_port, local_broker, scratch_settings
+from bench.workspace import local_broker, scratch_settings
 from streaming.catalog import pipeline_tables
 from streaming.config import SAFE_VACUUM_HOURS, Settings, load_settings
 from streaming.delta_log import COMMIT, DeltaLogError, live_files, live_rows, local_path
 from streaming.errors import HeadwaterError
+from streaming.services.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = ("without", "with")

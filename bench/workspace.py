@@ -3,7 +3,6 @@ a scratch directory, so a benchmark never touches the demo's .headwater/ or its 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,12 +11,7 @@ from typing import Any
 import yaml
 
 from streaming.config import Settings, load_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from streaming.services.ports import free_port
 
 
 def copy_conf(conf: Path, target: Path) -> Path:

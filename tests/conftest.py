@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -20,14 +19,9 @@ from pyspark.sql import SparkSession
 
 from streaming.config import Settings, load_settings
 from streaming.services.kafka_broker import LocalKafka
+from streaming.services.ports import free_port, free_ports
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_conf(
@@ -123,7 +117,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A real single-node KRaft broker on free loopback ports, started by headwater's own
     broker manager; yields the settings that point at it."""
     root = tmp_path_factory.mktemp("broker")
-    settings = write_conf(root, kafka_port=free_port(), controller_port=free_port())
+    kafka_port, controller_port = free_ports(2)
+    settings = write_conf(root, kafka_port=kafka_port, controller_port=controller_port)
     local = LocalKafka.from_settings(settings)
     local.up()
     yield settings

@@ -22,7 +22,8 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from streaming.config import DagsterUiSettings
 from streaming.services.dagster_ui import DagsterUi
-from tests.conftest import free_port, write_conf
+from streaming.services.ports import free_port
+from tests.conftest import write_conf
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]

@@ -13,7 +13,8 @@ import pytest
 
 from streaming.config import Settings
 from streaming.services.kafka_cluster import KafkaCluster, NodePorts
-from tests.conftest import REPO, free_port, write_conf
+from streaming.services.ports import free_ports
+from tests.conftest import REPO, write_conf
 
 NODES = 3
 HEAP = "320m"
@@ -28,7 +29,7 @@ def kafka_cluster() -> Iterator[KafkaCluster]:
     root = Path(tempfile.mkdtemp(prefix="headwater-cluster-"))
     cluster = KafkaCluster(
         root,
-        [NodePorts(free_port(), free_port(), free_port()) for _ in range(NODES)],
+        [NodePorts(*free_ports(3)) for _ in range(NODES)],
         jars_dir=REPO / "infra/jars/kafka",
         config_dir=REPO / "infra/kafka",
         heap=HEAP,

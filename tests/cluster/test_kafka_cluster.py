@@ -29,8 +29,9 @@ from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import client_config, ensure_topics
 from streaming.runner import run_streams
 from streaming.services.kafka_cluster import PASSWORD_ENV, KafkaCluster, NodePorts
+from streaming.services.ports import free_ports
 from streaming.services.tls import ensure_certificates
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 from tests.helpers import (
     START,
     bronze_records,
@@ -77,8 +78,8 @@ def test_a_taken_port_stops_up_with_a_clear_error(tmp_path: Path) -> None:
         cluster = KafkaCluster(
             tmp_path,
             [
-                NodePorts(free_port(), free_port(), free_port()),
-                NodePorts(port, free_port(), free_port()),
+                NodePorts(*free_ports(3)),
+                NodePorts(port, *free_ports(2)),
             ],
             jars_dir=REPO / "infra/jars/kafka",
             config_dir=REPO / "infra/kafka",
@@ -92,7 +93,7 @@ def test_a_taken_port_stops_up_with_a_clear_error(tmp_path: Path) -> None:
 def test_a_node_that_dies_while_starting_stops_up_with_its_error(tmp_path: Path) -> None:
     cluster = KafkaCluster(
         tmp_path,
-        [NodePorts(free_port(), free_port(), free_port())],
+        [NodePorts(*free_ports(3))],
         jars_dir=REPO / "infra/jars/kafka",
         config_dir=REPO / "infra/kafka",
         heap="2m",  # Kafka runs out of memory while it starts

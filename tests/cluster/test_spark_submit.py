@@ -31,8 +31,9 @@ from streaming.generator.producer import produce
 from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
 from streaming.services.kafka_cluster import KafkaCluster
+from streaming.services.ports import free_ports
 from streaming.services.spark_cluster import SparkStandalone
-from tests.conftest import REPO, free_port, write_shop_conf
+from tests.conftest import REPO, write_shop_conf
 from tests.helpers import START
 
 pytestmark = pytest.mark.integration
@@ -46,8 +47,9 @@ SUBMIT_DEADLINE_S = 360
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkStandalone]:
     """A master and two workers (1 core, 1 GiB each) on free loopback ports."""
+    master, webui = free_ports(2)
     cluster = SparkStandalone(
-        LocalSparkClusterSettings(master_port=free_port(), webui_port=free_port()),
+        LocalSparkClusterSettings(master_port=master, webui_port=webui),
         tmp_path_factory.mktemp("spark-standalone"),
     )
     try:

@@ -23,8 +23,9 @@ from pyspark.sql import SparkSession
 from streaming.config import Settings, load_settings
 from streaming.delta_log import live_rows
 from streaming.services.kafka_broker import port_in_use
+from streaming.services.ports import free_ports
 from streaming.tables import read_table
-from tests.conftest import free_port, write_conf
+from tests.conftest import write_conf
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +34,12 @@ SHOP = ["shop.orders", "shop.payments", "shop.public.customers"]
 
 
 def demo_settings(tmp_path: Path) -> Settings:
-    settings = write_conf(
-        tmp_path, topics=SHOP, kafka_port=free_port(), controller_port=free_port()
-    )
+    kafka, controller, ui = free_ports(3)
+    settings = write_conf(tmp_path, topics=SHOP, kafka_port=kafka, controller_port=controller)
     # The demo's Dagster UI on a free port, not 3000 (someone's own UI may be there).
     profile = settings.conf_dir / "profiles" / "local.yaml"
     doc = yaml.safe_load(profile.read_text())
-    doc["dagster_ui"] = {"port": free_port()}
+    doc["dagster_ui"] = {"port": ui}
     profile.write_text(yaml.safe_dump(doc))
     return load_settings(settings.conf_dir, "local", environ={})
 

@@ -29,8 +29,9 @@ from streaming.config import CONF_ENV, PROFILE_ENV, PostgresSettings, Settings
 from streaming.errors import ConfigError
 from streaming.services.dagster_instance import prepare_instance
 from streaming.services.dagster_ui import DagsterUi
+from streaming.services.ports import free_port
 from streaming.services.postgres import connect, create_database
-from tests.conftest import REPO, free_port, write_conf
+from tests.conftest import REPO, write_conf
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,8 @@ import pytest
 from streaming.cli import main
 from streaming.errors import ServiceError
 from streaming.services.kafka_broker import LocalKafka
-from tests.conftest import free_port, write_conf
+from streaming.services.ports import free_port
+from tests.conftest import write_conf
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,8 @@ from streaming.config import Settings, load_settings
 from streaming.errors import ConfigError
 from streaming.services.dagster_instance import HEADER, dagster_home, main, prepare_instance
 from streaming.services.dagster_ui import DagsterUi
-from tests.conftest import free_port, write_conf
+from streaming.services.ports import free_port
+from tests.conftest import write_conf
 
 pytestmark = pytest.mark.unit
 

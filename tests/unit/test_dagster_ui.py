@@ -16,7 +16,8 @@ from streaming.config import DagsterUiSettings, Settings, load_settings
 from streaming.errors import ConfigError, ServiceError
 from streaming.services.dagster_ui import DagsterUi
 from streaming.services.kafka_broker import port_in_use
-from tests.conftest import free_port, write_conf
+from streaming.services.ports import free_port
+from tests.conftest import write_conf
 
 pytestmark = pytest.mark.unit
 

@@ -12,14 +12,16 @@ import pytest
 from streaming.cli import main
 from streaming.config import load_settings
 from streaming.errors import ConfigError, ServiceError
+from streaming.services.ports import free_ports
 from streaming.services.spark_cluster import SparkStandalone
-from tests.conftest import REPO, free_port, write_conf
+from tests.conftest import REPO, write_conf
 
 pytestmark = pytest.mark.unit
 
 
 def cluster_conf(tmp_path: Path, **block: object) -> SparkStandalone:
-    block = {"master_port": free_port(), "webui_port": free_port(), **block}
+    master, webui = free_ports(2)
+    block = {"master_port": master, "webui_port": webui, **block}
     settings = write_conf(tmp_path, profile={"local_spark_cluster": block})
     return SparkStandalone.from_settings(settings)
 
