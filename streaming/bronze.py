@@ -88,14 +88,10 @@ def query_name(source: Source) -> str:
     return f"{LAYER}_{source.table_name}"
 
 
-def bronze_writer(
-    spark: SparkSession,
-    settings: Settings,
-    source: Source,
-    *,
-    available_now: bool = False,
-) -> DataStreamWriter:
-    """The configured (not yet started) stream from `source.topic` to `bronze.<table>`."""
+def kafka_stream(spark: SparkSession, settings: Settings, source: Source) -> DataFrame:
+    """The records of `source.topic` as a stream of bronze rows, read as conf says (starting
+    offsets, batch limit, data loss); each batch's ingest time is its batch timestamp, which
+    a replayed batch keeps."""
     bronze = settings.pipeline.bronze
     reader = (
         spark.readStream.format("kafka")
@@ -107,8 +103,19 @@ def bronze_writer(
     )
     if bronze.max_offsets_per_trigger is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(bronze.max_offsets_per_trigger))
+    return to_bronze(reader.load())
+
+
+def bronze_writer(
+    spark: SparkSession,
+    settings: Settings,
+    source: Source,
+    *,
+    available_now: bool = False,
+) -> DataStreamWriter:
+    """The configured (not yet started) stream from `source.topic` to `bronze.<table>`."""
     writer = (
-        to_bronze(reader.load())
+        kafka_stream(spark, settings, source)
         .writeStream.format("delta")
         .queryName(query_name(source))
         .outputMode("append")
@@ -117,7 +124,7 @@ def bronze_writer(
     )
     if available_now:
         return writer.trigger(availableNow=True)
-    return writer.trigger(processingTime=bronze.trigger_interval)
+    return writer.trigger(processingTime=settings.pipeline.bronze.trigger_interval)
 
 
 def start_bronze(

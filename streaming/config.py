@@ -417,8 +417,16 @@ class MaintenanceSettings(_Frozen):
         )
 
 
+Topology = Literal["fused", "layered"]
+
+
 class Pipeline(_Frozen):
     sources: tuple[Source, ...]
+    topology: Topology = Field(
+        "fused",
+        description="fused: one query per topic writes bronze, silver and gold in each batch; "
+        "layered: one query per table, each reading the layer before it as a Delta stream",
+    )
     deployment: DeploymentSettings = DeploymentSettings()
     bronze: BronzeSettings = BronzeSettings()
     silver: SilverSettings = SilverSettings()
@@ -437,6 +445,15 @@ class Pipeline(_Frozen):
         if duplicates:
             raise ValueError(f"two sources map to the same table name: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _layers_apart_need_layered(self) -> Pipeline:
+        if self.topology == "fused" and self.deployment.mode == "application_per_layer":
+            raise ValueError(
+                "deployment.mode application_per_layer runs each layer in an application of its "
+                "own, which needs topology: layered (fused writes every layer in one query)"
+            )
+        return self
 
     def source(self, topic_or_table: str) -> Source:
         """The source with this topic or table name; raises ConfigError if there is none."""

@@ -58,7 +58,7 @@ class ChangeFreshnessReport:
         from streaming.silver.streams import cdc_contract
 
         self.since_ms = since_ms
-        self.targets: list[tuple[str, str, str, dict[str, str]]] = []
+        self.targets: list[tuple[str, str, str, dict[str, tuple[str, str]]]] = []
         gold = load_gold_tables(settings)
         for source in settings.pipeline.sources:
             contract = cdc_contract(settings, source)
@@ -71,7 +71,13 @@ class ChangeFreshnessReport:
                     settings.table_path("silver", f"{table}_changes"),
                     settings.table_path("silver", table),
                     f"silver.{table}",
-                    {t.name: settings.checkpoint_path("gold", t.name) for t in fed},
+                    {
+                        t.name: (
+                            settings.table_path("gold", t.name),
+                            settings.checkpoint_path("gold", t.name),
+                        )
+                        for t in fed
+                    },
                 )
             )
 
@@ -116,7 +122,14 @@ def run_demo(
     # Spark is imported here so the CLI's other commands start fast.
     from streaming.locks import stream_locks
     from streaming.progress import ProgressRecorder
-    from streaming.runner import LAYERS, start_streams, stop_queries, stream_ids, watch
+    from streaming.runner import (
+        LAYERS,
+        start_streams,
+        stop_queries,
+        stream_ids,
+        switch_topology,
+        watch,
+    )
     from streaming.session import build_spark_session
 
     demo_started = time.monotonic()
@@ -217,6 +230,8 @@ def run_demo(
         ends = started + seconds if seconds else None
         try:
             with ProgressRecorder(spark, settings) as recorder:
+                topology = settings.pipeline.topology
+                switch_topology(spark, settings, settings.pipeline.sources, topology, stop=stop)
                 queries = start_streams(
                     spark, settings, settings.pipeline.sources, available_now=False
                 )

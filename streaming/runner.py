@@ -6,6 +6,7 @@ however it is started.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -14,20 +15,27 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
-from streaming.bronze import start_bronze
-from streaming.config import Settings, Source
+from streaming.bronze import BRONZE_SCHEMA, start_bronze
+from streaming.bronze import LAYER as BRONZE
+from streaming.bronze import PARTITION_COLUMN as BRONZE_PARTITION
+from streaming.config import Settings, Source, Topology
 from streaming.errors import HeadwaterError
+from streaming.fused import start_fused
 from streaming.gold.definitions import GoldTable, load_gold_tables
-from streaming.gold.maintain import start_gold
+from streaming.gold.maintain import ensure_gold_table, start_gold
 from streaming.kafka_client import check_access
 from streaming.locks import stream_locks
 from streaming.progress import ProgressRecorder
 from streaming.silver.streams import (
     cdc_contract,
+    ensure_cdc_tables,
+    ensure_event_tables,
     event_contract,
     start_silver_cdc,
     start_silver_events,
 )
+from streaming.tables import ensure_delta_table, has_path
+from streaming.topology import last_topology, record_topology, restart_at_end
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,14 @@ def explain_failure(query_name: str, exc: BaseException) -> StreamFailed:
 LAYERS = ("bronze", "silver", "gold")
 
 
+def effective_topology(settings: Settings, layers: Sequence[str]) -> Topology:
+    """The topology a run of `layers` uses: conf's when it runs every layer; layered when it
+    runs some layers alone (a layer's own job, a per-layer Dagster asset)."""
+    if set(layers) == set(LAYERS):
+        return settings.pipeline.topology
+    return "layered"
+
+
 def start_streams(
     spark: SparkSession,
     settings: Settings,
@@ -74,41 +90,124 @@ def start_streams(
     available_now: bool,
     layers: Sequence[str] = LAYERS,
     gold_tables: Sequence[str] | None = None,
+    topology: Topology | None = None,
 ) -> list[StreamingQuery]:
-    """Start the queries of `layers` for `sources` (bronze: every source; silver: event
-    sources with a contract); on a failure, stop those already started."""
-    queries: list[StreamingQuery] = []
-    try:
+    """Start the queries of `layers` for `sources` in `topology` (default: the run's, see
+    `effective_topology`): fused, one query per source writing every layer; layered, bronze
+    for every source, silver for sources with a contract, gold per table. Queries start
+    together (their tables are created first); on a failure, those started are stopped."""
+    for layer in layers:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}")
+    topology = topology or effective_topology(settings, layers)
+    golds = gold_tables_for(settings, sources, gold_tables) if "gold" in layers else []
+    starters: list[Callable[[], StreamingQuery]] = []
+    prepare_tables(spark, settings, sources, golds, LAYERS if topology == "fused" else layers)
+    if topology == "fused":
+        for source in sources:
+            starters.append(
+                functools.partial(
+                    start_fused, spark, settings, source, golds, available_now=available_now
+                )
+            )
+    else:
         for layer in layers:
             for source in sources:
                 if layer == "bronze":
-                    queries.append(
-                        start_bronze(spark, settings, source, available_now=available_now)
+                    starters.append(
+                        functools.partial(
+                            start_bronze, spark, settings, source, available_now=available_now
+                        )
                     )
                 elif layer == "silver":
                     events = event_contract(settings, source)
                     if events is not None:
-                        queries.append(
-                            start_silver_events(
-                                spark, settings, source, events, available_now=available_now
+                        starters.append(
+                            functools.partial(
+                                start_silver_events,
+                                spark,
+                                settings,
+                                source,
+                                events,
+                                available_now=available_now,
                             )
                         )
                     cdc = cdc_contract(settings, source)
                     if cdc is not None:
-                        queries.append(
-                            start_silver_cdc(
-                                spark, settings, source, cdc, available_now=available_now
+                        starters.append(
+                            functools.partial(
+                                start_silver_cdc,
+                                spark,
+                                settings,
+                                source,
+                                cdc,
+                                available_now=available_now,
                             )
                         )
-                elif layer != "gold":
-                    raise ValueError(f"unknown layer {layer!r}")
             if layer == "gold":
-                for table in gold_tables_for(settings, sources, gold_tables):
-                    queries.append(start_gold(spark, settings, table, available_now=available_now))
-    except BaseException:
-        stop_queries(queries)
-        raise
-    return queries
+                for table in golds:
+                    starters.append(
+                        functools.partial(
+                            start_gold, spark, settings, table, available_now=available_now
+                        )
+                    )
+    return start_together(starters)
+
+
+def prepare_tables(
+    spark: SparkSession,
+    settings: Settings,
+    sources: Sequence[Source],
+    golds: Sequence[GoldTable],
+    layers: Sequence[str],
+) -> None:
+    """Create the tables the streams of `layers` write, layer by layer (a gold table's schema
+    comes from its SQL over silver), so queries can start together and readers find every
+    table at once."""
+    if "bronze" in layers:
+        for source in sources:
+            path = settings.table_path(BRONZE, source.table_name)
+            ensure_delta_table(spark, path, BRONZE_SCHEMA, BRONZE_PARTITION)
+    if "silver" in layers:
+        for source in sources:
+            events, cdc = event_contract(settings, source), cdc_contract(settings, source)
+            if events is not None:
+                ensure_event_tables(spark, settings, source, events)
+            if cdc is not None:
+                ensure_cdc_tables(spark, settings, source, cdc)
+    if "gold" in layers:
+        for table in golds:
+            ensure_gold_table(spark, settings, table)
+
+
+def start_together(starters: Sequence[Callable[[], StreamingQuery]]) -> list[StreamingQuery]:
+    """Run every starter at once (a query's start is mostly Spark planning and waiting on
+    files: one after another, the last query of a pipeline started tens of seconds after the
+    first); the queries in starter order. On any failure, stops those started and raises it."""
+    if not starters:
+        return []
+    queries: list[StreamingQuery | None] = [None] * len(starters)
+    errors: list[BaseException] = []
+
+    def start(index: int) -> None:
+        try:
+            queries[index] = starters[index]()
+        except BaseException as exc:  # reported below, after every start has ended
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=start, args=(i,), name=f"start-query-{i}", daemon=True)
+        for i in range(len(starters))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    started = [q for q in queries if q is not None]
+    if errors:
+        stop_queries(started)
+        raise errors[0]
+    return started
 
 
 def stream_ids(
@@ -210,6 +309,113 @@ def watch(
         stop.wait(POLL_SECONDS)
 
 
+def switching_sources(
+    spark: SparkSession, settings: Settings, sources: Sequence[Source], topology: Topology
+) -> list[Source]:
+    """The sources whose streams last ran in the other topology (streaming/topology.py)."""
+    switching = []
+    for source in sources:
+        last = last_topology(settings, source)
+        if last is None and has_path(spark, settings.checkpoint_path(BRONZE, source.table_name)):
+            last = "layered"  # run before topologies were recorded: there was only layered
+        if last is not None and last != topology:
+            switching.append(source)
+    return switching
+
+
+def switch_topology(
+    spark: SparkSession,
+    settings: Settings,
+    sources: Sequence[Source],
+    topology: Topology,
+    *,
+    stop: threading.Event,
+) -> None:
+    """Make `topology` the one that runs `sources`' streams: those that last ran in the other
+    first drain it (an availableNow run of every layer), and a switch to layered restarts
+    silver and gold at the end of the tables they read (streaming/topology.py). The caller
+    holds every stream lock of the switching sources."""
+    switching = switching_sources(spark, settings, sources, topology)
+    if switching:
+        old: Topology = "layered" if topology == "fused" else "fused"
+        log.info(
+            "switching %s from the %s to the %s topology: draining the %s streams first",
+            ", ".join(s.topic for s in switching),
+            old,
+            topology,
+            old,
+        )
+        golds = gold_tables_for(settings, switching)
+        rounds = [list(LAYERS)] if old == "fused" else [[layer] for layer in LAYERS]
+        for round_layers in rounds:
+            run_round(
+                spark,
+                settings,
+                switching,
+                round_layers,
+                available_now=True,
+                stop=stop,
+                topology=old,
+            )
+        if stop.is_set():
+            return
+        if topology == "layered":
+            restart_at_end(spark, settings, layered_inputs(settings, switching, golds))
+    for source in sources:
+        record_topology(settings, source, topology)
+
+
+def layered_inputs(
+    settings: Settings, sources: Sequence[Source], golds: Sequence[GoldTable]
+) -> dict[str, list[str]]:
+    """The layered silver and gold checkpoints of `sources` (and `golds`), each with the
+    tables its query reads."""
+    inputs: dict[str, list[str]] = {}
+    for source in sources:
+        events, cdc = event_contract(settings, source), cdc_contract(settings, source)
+        bronze = [settings.table_path(BRONZE, source.table_name)]
+        if events is not None:
+            inputs[settings.checkpoint_path("silver", events.silver_table)] = bronze
+        if cdc is not None:
+            inputs[settings.checkpoint_path("silver", cdc.silver_table)] = bronze
+    for table in golds:
+        inputs[settings.checkpoint_path("gold", table.name)] = [
+            settings.table_path_by_name(s.table) for s in table.sources
+        ]
+    return inputs
+
+
+def run_round(
+    spark: SparkSession,
+    settings: Settings,
+    sources: Sequence[Source],
+    layers: Sequence[str],
+    *,
+    available_now: bool,
+    stop: threading.Event,
+    gold_tables: Sequence[str] | None = None,
+    topology: Topology | None = None,
+) -> set[str]:
+    """Start the queries of `layers`, watch them until they end (availableNow) or `stop` is
+    set, and stop them; returns their ids. Raises StreamFailed when one dies."""
+    queries = start_streams(
+        spark,
+        settings,
+        sources,
+        available_now=available_now,
+        layers=layers,
+        gold_tables=gold_tables,
+        topology=topology,
+    )
+    try:
+        watch(queries, stop=stop)
+    except StreamingQueryException as exc:
+        raise explain_failure(",".join(layers), exc) from None
+    finally:
+        stop_queries(queries, asked_by=spark if stop.is_set() else None)
+    return {str(q.id) for q in queries}
+
+
 def run_streams(
     spark: SparkSession,
     settings: Settings,
@@ -236,30 +442,30 @@ def run_streams(
         # before a lock, a checkpoint or a table is touched.
         check_access(settings.profile.kafka)
     stop = stop or threading.Event()
-    rounds = [[layer] for layer in layers] if available_now else [list(layers)]
+    topology = effective_topology(settings, layers)
+    fused = topology == "fused"
+    rounds = [[layer] for layer in layers] if available_now and not fused else [list(layers)]
+    # A switch of topology drains every layer of the sources that switch: lock them all.
+    locked = LAYERS if switching_sources(spark, settings, sources, topology) else layers
     with (
-        stream_locks(settings, stream_ids(settings, sources, layers, gold_tables), owner),
+        stream_locks(settings, stream_ids(settings, sources, locked, gold_tables), owner),
         ProgressRecorder(spark, settings) as recorder,
     ):
+        switch_topology(spark, settings, sources, topology, stop=stop)
         for round_layers in rounds:
             if stop.is_set():
                 break
-            queries = start_streams(
+            ran = run_round(
                 spark,
                 settings,
                 sources,
+                round_layers,
                 available_now=available_now,
-                layers=round_layers,
+                stop=stop,
                 gold_tables=gold_tables,
             )
-            try:
-                watch(queries, stop=stop)
-            except StreamingQueryException as exc:
-                raise explain_failure(",".join(round_layers), exc) from None
-            finally:
-                stop_queries(queries, asked_by=spark if stop.is_set() else None)
-                if not recorder.wait_for_termination({str(q.id) for q in queries}):
-                    log.warning(
-                        "the progress of the last batches may be missing: Spark did not report the streams' end"
-                    )
+            if not recorder.wait_for_termination(ran):
+                log.warning(
+                    "the progress of the last batches may be missing: Spark did not report the streams' end"
+                )
         return dict(recorder.rows_by_query)

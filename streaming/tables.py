@@ -32,6 +32,14 @@ def read_table(spark: SparkSession, settings: Settings, qualified: str) -> DataF
     return read_delta(spark, settings.table_path_by_name(qualified))
 
 
+def has_path(spark: SparkSession, path: str) -> bool:
+    """Whether `path` (any Hadoop-compatible location) exists."""
+    jvm: Any = spark._jvm
+    location = jvm.org.apache.hadoop.fs.Path(path)
+    fs = location.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    return bool(fs.exists(location))
+
+
 def has_delta_log(spark: SparkSession, path: str) -> bool:
     """Whether `path` (any Hadoop-compatible location) holds a Delta log with a commit."""
     jvm: Any = spark._jvm

@@ -131,8 +131,20 @@ def unique() -> str:
     return uuid.uuid4().hex[:8]
 
 
+# The two topologies (conf's pipeline.topology). A test that must hold in both says so with
+# @pytest.mark.parametrize("topology", TOPOLOGIES); the others run the default.
+TOPOLOGIES = ("fused", "layered")
+
+
 @pytest.fixture
-def pipeline(broker: Settings, tmp_path: Path, unique: str) -> Settings:
+def topology() -> str:
+    """The topology of the `pipeline` and `shop` fixtures' conf: the default, fused, unless a
+    test parametrizes `topology`."""
+    return "fused"
+
+
+@pytest.fixture
+def pipeline(broker: Settings, tmp_path: Path, unique: str, topology: str) -> Settings:
     """Settings of this test: its own topics (orders and payments) on the shared broker and
     its own lake under tmp_path."""
     port = int(broker.profile.kafka.bootstrap_servers.rsplit(":", 1)[1])
@@ -142,6 +154,7 @@ def pipeline(broker: Settings, tmp_path: Path, unique: str) -> Settings:
         topics=[f"t{unique}.orders", f"t{unique}.payments"],
         kafka_port=port,
         controller_port=broker.profile.local_kafka.controller_port,
+        pipeline={"topology": topology},
     )
 
 
@@ -160,10 +173,10 @@ def write_shop_conf(root: Path, broker: Settings, unique: str, **conf: Any) -> S
 
 
 @pytest.fixture
-def shop(broker: Settings, tmp_path: Path, unique: str) -> Settings:
+def shop(broker: Settings, tmp_path: Path, unique: str, topology: str) -> Settings:
     """Settings of the whole demo shop on the shared broker: orders, payments and customers
     (CDC) topics of this test, and both gold tables."""
-    return write_shop_conf(tmp_path, broker, unique)
+    return write_shop_conf(tmp_path, broker, unique, pipeline={"topology": topology})
 
 
 # --- change data capture: one PostgreSQL cluster and one Kafka Connect worker per session ---

@@ -9,6 +9,7 @@ as they are now, so a replayed batch writes the same rows: the MERGE is idempote
 
 from __future__ import annotations
 
+import threading
 from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
@@ -17,10 +18,24 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from streaming.batches import start_foreach_batch
 from streaming.config import Settings
-from streaming.gold.definitions import GoldTable, evaluate, with_keys
+from streaming.gold.definitions import GoldSource, GoldTable, evaluate, with_keys
 from streaming.tables import ensure_delta_table, has_delta_log
+from streaming.topology import starting_version
 
 LAYER = "gold"
+
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def write_lock(path: str) -> threading.Lock:
+    """The driver's one lock of the gold table at `path`. A gold table fed by several sources
+    is written by several queries of one driver in the fused topology: each recomputes its
+    keys from the silver tables as they are and MERGEs under this lock, so the last MERGE of
+    a key always read every silver commit before it (two unserialized recomputes could land
+    an older one last)."""
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(path, threading.Lock())
 
 
 def query_name(table: GoldTable) -> str:
@@ -37,12 +52,23 @@ class GoldBatchWriter:
         self.key_columns = [f"_gk_{k}" for k in sorted(table.keys)]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        touched = batch.select(*self.key_columns).distinct().localCheckpoint(eager=True)
+        try:
+            # The query's own session: its temp views are its own.
+            self.apply(batch.sparkSession, touched)
+        finally:
+            touched.unpersist()
+
+    def apply(self, spark: SparkSession, touched: DataFrame) -> None:
+        """Recompute the gold rows of the `touched` keys (columns _gk_<key>) and MERGE them,
+        under the table's driver lock; nothing when no key was touched."""
+        with write_lock(self.path):
+            if not touched.isEmpty():
+                self._merge(spark, touched)
+
+    def _merge(self, spark: SparkSession, touched: DataFrame) -> None:
         from delta.tables import DeltaTable
 
-        spark = batch.sparkSession  # the query's own session: its temp views are its own
-        touched = batch.select(*self.key_columns).distinct().localCheckpoint(eager=True)
-        if touched.isEmpty():
-            return
         rows = evaluate(spark, self.settings, self.table, touched)
         keyed = rows.select("*", *[F.col(k).alias(f"_gk_{k}") for k in sorted(self.table.keys)])
         # Every touched key once: with its recomputed row, or marked to go.
@@ -62,16 +88,20 @@ class GoldBatchWriter:
 
 def changes_stream(spark: SparkSession, settings: Settings, table: GoldTable) -> DataFrame:
     """The new rows of every source table of `table`, as the gold keys they touch."""
+    checkpoint = settings.checkpoint_path(LAYER, table.name)
+
+    def new_rows(source: GoldSource) -> DataFrame:
+        path = settings.table_path_by_name(source.table)
+        # A backfill's rewrite of a silver day is not new rows: the backfill rebuilds the
+        # gold rows it affects itself (streaming/rebuild.py).
+        reader = spark.readStream.format("delta").option("skipChangeCommits", "true")
+        start = starting_version(settings, checkpoint, path)
+        if start is not None:  # a fresh checkpoint after the fused topology ran (topology.py)
+            reader = reader.option("startingVersion", start)
+        return with_keys(reader.load(path), source)
+
     streams = [
-        with_keys(
-            # A backfill's rewrite of a silver day is not new rows: the backfill rebuilds the
-            # gold rows it affects itself (streaming/rebuild.py).
-            spark.readStream.format("delta")
-            .option("skipChangeCommits", "true")
-            .load(settings.table_path_by_name(s.table)),
-            s,
-        ).select(*[F.col(f"_gk_{k}") for k in sorted(table.keys)])
-        for s in table.sources
+        new_rows(s).select(*[F.col(f"_gk_{k}") for k in sorted(table.keys)]) for s in table.sources
     ]
     return reduce(lambda a, b: a.unionByName(b), streams)
 

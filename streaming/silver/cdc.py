@@ -36,6 +36,7 @@ from streaming.silver.events import (
     DUPLICATES,
     QUARANTINE,
     SILVER,
+    NewRows,
     append_duplicates,
     classify,
     quarantine_rows,
@@ -204,15 +205,25 @@ def current_rows(changes: DataFrame, contract: CdcContract) -> DataFrame:
 class CdcBatchWriter:
     """The foreachBatch function of one CDC topic's silver stream."""
 
-    def __init__(self, settings: Settings, source: Source, contract: CdcContract) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        contract: CdcContract,
+        downstream: NewRows | None = None,
+        app_id: str | None = None,
+    ) -> None:
         self.contract = contract
+        self.downstream = downstream
         table = contract.silver_table
+        self.changes_table = f"{SILVER}.{table}_changes"
         self.changes_path = settings.table_path(SILVER, f"{table}_changes")
         self.current_path = settings.table_path(SILVER, table)
         self.history_path = settings.table_path(SILVER, f"{table}_history")
         self.quarantine_path = settings.table_path(QUARANTINE, source.table_name)
         self.duplicates_path = settings.table_path(DUPLICATES, source.table_name)
-        self.app_id = f"headwater-{SILVER}-{source.table_name}"
+        # One writer per checkpoint: an app id per checkpoint makes its replays idempotent.
+        self.app_id = app_id or f"headwater-{SILVER}-{source.table_name}"
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
@@ -250,6 +261,8 @@ class CdcBatchWriter:
             append_duplicates(classified, CHANGE_KEY, self.duplicates_path, self.app_id, batch_id)
             if new.isEmpty():
                 return  # every change was applied before: current rows and history stand
+            if self.downstream is not None:
+                self.downstream(self.changes_table, new)
             key = self.contract.key
             touched = new.select(key).distinct()
             all_changes = read_delta(spark, self.changes_path)

@@ -14,6 +14,7 @@ duplicate test compares Kafka coordinates, so a replay classifies every record t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -34,6 +35,11 @@ EVENT_DATE = "event_date"
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 RECORD = KAFKA_COLUMNS[:3]  # what identifies a Kafka record
 HORIZON = timedelta(hours=24)
+
+# Told, within a batch, the rows it added to a silver table (qualified name, rows): how the
+# fused topology learns which gold keys the batch touched. The rows are valid only during
+# the call.
+NewRows = Callable[[str, DataFrame], None]
 
 
 def _coordinates() -> list[Column]:
@@ -139,8 +145,16 @@ def append_duplicates(
 class EventBatchWriter:
     """The foreachBatch function of one event topic's silver stream."""
 
-    def __init__(self, settings: Settings, source: Source, contract: Contract) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        contract: Contract,
+        downstream: NewRows | None = None,
+        app_id: str | None = None,
+    ) -> None:
         self.settings = settings
+        self.downstream = downstream
         self.source = source
         self.contract = contract
         self.compiled = compile_contract(contract)
@@ -148,8 +162,8 @@ class EventBatchWriter:
         self.silver_path = settings.table_path(SILVER, contract.silver_table)
         self.quarantine_path = settings.table_path(QUARANTINE, source.table_name)
         self.duplicates_path = settings.table_path(DUPLICATES, source.table_name)
-        # One writer per checkpoint: a fixed app id per table makes replays idempotent.
-        self.app_id = f"headwater-{SILVER}-{source.table_name}"
+        # One writer per checkpoint: an app id per checkpoint makes its replays idempotent.
+        self.app_id = app_id or f"headwater-{SILVER}-{source.table_name}"
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
@@ -203,6 +217,8 @@ class EventBatchWriter:
             append_duplicates(
                 classified, self.id_column, self.duplicates_path, self.app_id, batch_id
             )
+            if self.downstream is not None:
+                self.downstream(f"{SILVER}.{self.contract.silver_table}", new)
         finally:
             classified.unpersist()
 

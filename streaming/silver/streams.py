@@ -40,6 +40,7 @@ from streaming.silver.events import (
     silver_rows,
 )
 from streaming.tables import all_delta_tables_exist, ensure_delta_tables
+from streaming.topology import checkpoint_epoch, starting_version
 
 
 def event_contract(settings: Settings, source: Source) -> Contract | None:
@@ -116,7 +117,7 @@ def start_silver_events(
         settings,
         source,
         contract.silver_table,
-        EventBatchWriter(settings, source, contract),
+        EventBatchWriter(settings, source, contract, app_id=_app_id(spark, settings, source)),
         available_now,
     )
 
@@ -185,9 +186,21 @@ def start_silver_cdc(
         settings,
         source,
         contract.silver_table,
-        CdcBatchWriter(settings, source, contract),
+        CdcBatchWriter(settings, source, contract, app_id=_app_id(spark, settings, source)),
         available_now,
     )
+
+
+def _app_id(spark: SparkSession, settings: Settings, source: Source) -> str:
+    """The app id of the layered silver writers of `source`: a checkpoint set aside by a
+    switch of topology starts its batch ids again, so its successor's app id is new."""
+    silver = [
+        c.silver_table
+        for c in (event_contract(settings, source), cdc_contract(settings, source))
+        if c
+    ]
+    checkpoint = settings.checkpoint_path(SILVER, silver[0])
+    return f"headwater-{SILVER}-{source.table_name}{checkpoint_epoch(settings, checkpoint)}"
 
 
 def _start(
@@ -199,11 +212,17 @@ def _start(
     available_now: bool,
 ) -> StreamingQuery:
     """The silver query of `source`: `write` for every micro-batch of its bronze table."""
+    bronze = settings.table_path(BRONZE, source.table_name)
+    checkpoint = settings.checkpoint_path(SILVER, silver_table)
+    reader = spark.readStream.format("delta")
+    start = starting_version(settings, checkpoint, bronze)
+    if start is not None:  # a fresh checkpoint after the fused topology ran (topology.py)
+        reader = reader.option("startingVersion", start)
     return start_foreach_batch(
-        spark.readStream.format("delta").load(settings.table_path(BRONZE, source.table_name)),
+        reader.load(bronze),
         query_name(source),
         write,
-        settings.checkpoint_path(SILVER, silver_table),
+        checkpoint,
         trigger_interval=settings.pipeline.silver.trigger_interval,
         available_now=available_now,
     )

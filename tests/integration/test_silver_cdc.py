@@ -18,7 +18,7 @@ from streaming.generator.shop import FaultRates
 from streaming.kafka_client import ensure_topics
 from streaming.runner import run_streams
 from streaming.tables import read_delta
-from tests.conftest import write_conf
+from tests.conftest import TOPOLOGIES, write_conf
 from tests.helpers import START
 
 pytestmark = pytest.mark.integration
@@ -26,9 +26,14 @@ FIELDS = ("customer_id", "name", "email", "country", "segment")
 
 
 @pytest.fixture
-def cdc(broker: Settings, tmp_path: Path, unique: str) -> Settings:
+def cdc(broker: Settings, tmp_path: Path, unique: str, topology: str) -> Settings:
     port = int(broker.profile.kafka.bootstrap_servers.rsplit(":", 1)[1])
-    return write_conf(tmp_path, topics=[f"t{unique}.customers"], kafka_port=port)
+    return write_conf(
+        tmp_path,
+        topics=[f"t{unique}.customers"],
+        kafka_port=port,
+        pipeline={"topology": topology},
+    )
 
 
 def send_changes(settings: Settings, count: int, seed: int, faults: str) -> list[Delivered]:
@@ -66,6 +71,7 @@ def oracle(
     return current, history
 
 
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_cdc_applies_in_lsn_order_with_duplicates_and_late_changes(
     spark: SparkSession, cdc: Settings
 ) -> None:

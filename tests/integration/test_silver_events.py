@@ -19,6 +19,7 @@ from streaming.config import Settings
 from streaming.generator.producer import Delivered
 from streaming.runner import run_streams
 from streaming.tables import read_delta
+from tests.conftest import TOPOLOGIES
 from tests.helpers import produce_shop
 
 pytestmark = pytest.mark.integration
@@ -111,6 +112,7 @@ def coordinates(spark: SparkSession, path: str, id_column: str | None = None) ->
     return Counter(tuple(r) for r in table.select(*columns).collect())
 
 
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_every_record_lands_once_in_silver_quarantine_or_duplicates(
     spark: SparkSession, pipeline: Settings
 ) -> None:
