@@ -18,11 +18,14 @@ from pyspark.sql.streaming.query import StreamingQuery
 from streaming.bronze import BRONZE_SCHEMA, start_bronze
 from streaming.bronze import LAYER as BRONZE
 from streaming.bronze import PARTITION_COLUMN as BRONZE_PARTITION
+from streaming.bronze import query_name as bronze_query_name
 from streaming.config import Settings, Source, Topology
 from streaming.errors import HeadwaterError
-from streaming.fused import start_fused
+from streaming.fused import fused_gold_tables, start_fused
+from streaming.fused import query_name as fused_query_name
 from streaming.gold.definitions import GoldTable, load_gold_tables
 from streaming.gold.maintain import ensure_gold_table, start_gold
+from streaming.gold.maintain import query_name as gold_query_name
 from streaming.kafka_client import check_access
 from streaming.locks import stream_locks
 from streaming.progress import ProgressRecorder
@@ -34,6 +37,7 @@ from streaming.silver.streams import (
     start_silver_cdc,
     start_silver_events,
 )
+from streaming.silver.streams import query_name as silver_query_name
 from streaming.tables import ensure_delta_table, has_path
 from streaming.topology import last_topology, record_topology, restart_at_end
 
@@ -231,6 +235,25 @@ def stream_ids(
         elif layer == "gold":
             ids += [f"gold:{t.name}" for t in gold_tables_for(settings, sources, gold_tables)]
     return ids
+
+
+def query_names(settings: Settings) -> dict[str, str]:
+    """The query that writes each stream of the whole pipeline as `headwater run` runs it, by
+    stream id (bronze:<topic>, silver:<topic>, gold:<table>): in the fused topology a topic's
+    query writes its bronze and silver streams, and a gold table is named after the query of
+    the first source that feeds it."""
+    sources = settings.pipeline.sources
+    ids = stream_ids(settings, sources, LAYERS)
+    if settings.pipeline.topology == "layered":
+        names = {f"bronze:{s.topic}": bronze_query_name(s) for s in sources}
+        names |= {f"silver:{s.topic}": silver_query_name(s) for s in sources}
+        names |= {f"gold:{t.name}": gold_query_name(t) for t in gold_tables_for(settings, sources)}
+        return {stream: names[stream] for stream in ids}
+    names = {f"{layer}:{s.topic}": fused_query_name(s) for s in sources for layer in LAYERS[:2]}
+    for table in gold_tables_for(settings, sources):
+        feeding = [s for s in sources if fused_gold_tables(settings, s, [table])]
+        names[f"gold:{table.name}"] = fused_query_name(feeding[0])
+    return {stream: names[stream] for stream in ids}
 
 
 def gold_tables_for(

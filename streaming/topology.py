@@ -115,8 +115,7 @@ def _empty_commit(spark: SparkSession, table: str, epoch: int) -> int:
     layered streams restarted after it; Delta commits no empty append); its version."""
     location = table.replace("`", "``")
     spark.sql(
-        f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES "
-        f"('headwater.layeredRestart' = '{epoch}')"
+        f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('headwater.layeredRestart' = '{epoch}')"
     )
     version = _latest_version(spark, table)
     assert version is not None

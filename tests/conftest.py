@@ -228,7 +228,9 @@ def cdc_services(broker: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def cdc_shop(cdc_services: Settings, tmp_path: Path, unique: str) -> Iterator[Settings]:
+def cdc_shop(
+    cdc_services: Settings, tmp_path: Path, unique: str, topology: str
+) -> Iterator[Settings]:
     """The demo shop of this test, its customers captured by Debezium: its own database
     (t<unique>, the demo tables, a publication and slot of its own) on the session's cluster,
     a Connect worker of its own to start (own port and group), and a connector
@@ -242,6 +244,7 @@ def cdc_shop(cdc_services: Settings, tmp_path: Path, unique: str) -> Iterator[Se
         tmp_path,
         topics=topics,
         kafka_port=port,
+        pipeline={"topology": topology},
         profile={
             "postgres": {
                 "port": cdc_services.profile.postgres.port,

@@ -30,6 +30,7 @@ from streaming.gold.definitions import load_gold_tables
 from streaming.kafka_client import end_offsets, ensure_topics
 from streaming.reconcile import reconcile, reconcile_gold, reconcile_topic
 from streaming.runner import run_streams
+from tests.conftest import TOPOLOGIES
 from tests.gold_oracle import actual_gold, expected_gold
 from tests.helpers import (
     START,
@@ -54,6 +55,7 @@ def silver_rows(settings: Settings) -> int:
     return table_rows(settings, "silver.orders", "silver.payments", "silver.customers_changes")
 
 
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_sigkill_of_the_pipeline_changes_no_result(
     spark: SparkSession, shop: Settings, tmp_path: Path
 ) -> None:

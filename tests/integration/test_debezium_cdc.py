@@ -45,6 +45,7 @@ from streaming.services.kafka_connect import (
 )
 from streaming.services.postgres import connect
 from streaming.tables import read_table
+from tests.conftest import TOPOLOGIES
 from tests.helpers import START, on_new_commits, table_rows, wait_until
 
 pytestmark = pytest.mark.integration
@@ -141,6 +142,7 @@ def pipeline_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_postgres_changes_reach_silver_exactly_through_debezium_across_sigkills(
     spark: SparkSession, cdc_shop: Settings, cdc_services: Settings, unique: str, tmp_path: Path
 ) -> None:

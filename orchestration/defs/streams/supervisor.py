@@ -35,6 +35,7 @@ from streaming.catalog import pipeline_tables
 from streaming.config import Settings
 from streaming.locks import Holder, holder
 from streaming.progress import Heartbeat, read_heartbeats
+from streaming.runner import query_names
 
 Action = Literal["healthy", "wait", "observe", "start", "restart", "replace_stuck"]
 
@@ -204,18 +205,6 @@ def decide(s: Situation) -> Decision:
 # --- reading the world -----------------------------------------------------------------------
 
 
-def stream_query_names(settings: Settings) -> dict[str, str]:
-    """The query name of each stream id ("bronze:<topic>" -> "bronze_<table>")."""
-    names: dict[str, str] = {}
-    for table in pipeline_tables(settings):
-        layer, _, key = table.stream.partition(":")
-        if layer == "gold":
-            names[table.stream] = f"gold_{key}"
-        else:
-            names[table.stream] = f"{layer}_{settings.pipeline.source(key).table_name}"
-    return names
-
-
 def _epoch(value: datetime | float | None) -> float | None:
     if value is None:
         return None
@@ -259,7 +248,7 @@ def observe(
     settings: Settings, beats: Mapping[str, Heartbeat], now: float
 ) -> list[dg.AssetObservation]:
     """An observation per table whose stream has a heartbeat: lag, rate, batch, age."""
-    queries = stream_query_names(settings)
+    queries = query_names(settings)
     out: list[dg.AssetObservation] = []
     for table in pipeline_tables(settings):
         beat = beats.get(queries[table.stream])
