@@ -83,12 +83,18 @@ class Side:
         self.name = name
         self.settings = settings
         self.golds: dict[str, tuple[str, str]] = {}
+        # The checkpoint of the query that writes every layer in one batch (the fused floor,
+        # the chain in the fused topology): gold is visible when its batch has committed.
+        self.fused_checkpoint: str | None = None
+        self.gold_paths: dict[str, str] = {}
         if name in FLOORS:
             where = floor.paths(settings)
             self.entry, self.silver = where["bronze"][0], where["silver"][0]
             self.gold = where["gold"][0]
             if name == "floor":
                 self.golds = {floor.GOLD: where["gold"]}
+            else:
+                self.fused_checkpoint = floor.fused_checkpoint(settings)
             return
         if name == "baseline":
             self.entry = settings.table_path("bench", BASELINE_TABLE)
@@ -96,11 +102,20 @@ class Side:
             self.entry = settings.table_path(BRONZE, orders_source(settings).table_name)
         self.silver = settings.table_path("silver", "orders")
         if name == "chain":
-            self.golds = {
-                t.name: (settings.table_path(GOLD, t.name), settings.checkpoint_path(GOLD, t.name))
+            fed = [
+                t
                 for t in load_gold_tables(settings)
                 if any(s.table == "silver.orders" for s in t.sources)
-            }
+            ]
+            self.gold_paths = {t.name: settings.table_path(GOLD, t.name) for t in fed}
+            if settings.pipeline.topology == "fused":
+                orders = orders_source(settings)
+                self.fused_checkpoint = settings.checkpoint_path(BRONZE, orders.table_name)
+            else:
+                self.golds = {
+                    t.name: (self.gold_paths[t.name], settings.checkpoint_path(GOLD, t.name))
+                    for t in fed
+                }
 
     def landed(self, records: int) -> bool:
         """Whether `records` order events are visible in the side's last layer."""
@@ -108,7 +123,7 @@ class Side:
             return (live_rows(self.entry) or 0) >= records
         if (live_rows(self.silver) or 0) < records:
             return False
-        if self.name == "fused":  # gold is written in the batch that wrote silver
+        if self.fused_checkpoint is not None:  # gold is written in the batch that wrote silver
             return self.fused_done_ms() is not None
         last = measure.commits(self.silver)[-1].version
         return all(
@@ -121,9 +136,10 @@ class Side:
         if self.name in CHAINS:
             layers = {"bronze": self.entry, "silver": self.silver}
         found = {layer: measure.row_freshness_ms(path, since_ms) for layer, path in layers.items()}
-        if self.name == "fused":
-            checkpoint = floor.fused_checkpoint(self.settings)
-            found["gold"] = measure.kafka_batch_freshness_ms(checkpoint, self.silver, since_ms)
+        if self.fused_checkpoint is not None:
+            found["gold"] = measure.kafka_batch_freshness_ms(
+                self.fused_checkpoint, self.silver, since_ms
+            )
         if self.golds:
             # A row is fresh in gold when every gold table it feeds shows it.
             checkpoints = [checkpoint for _, checkpoint in self.golds.values()]
@@ -142,13 +158,14 @@ class Side:
         return {
             "bronze": self.entry,
             "silver.orders": self.silver,
-            **{f"gold.{name}": path for name, (path, _) in self.golds.items()},
+            **{f"gold.{name}": path for name, path in self.gold_paths.items()},
         }
 
     def fused_done_ms(self) -> int | None:
         """When the fused query's batch that wrote silver's latest rows had committed (after
         its gold write); None while it has not."""
-        batches = measure.kafka_batches_committed(floor.fused_checkpoint(self.settings))
+        assert self.fused_checkpoint is not None
+        batches = measure.kafka_batches_committed(self.fused_checkpoint)
         last = measure.commits(self.silver)[-1]
         if not batches or not last.rows_added:
             return None
@@ -327,7 +344,7 @@ def sustained_rate(side: Side, records: int) -> tuple[float, int, int]:
     if last is None or last is history[0]:
         raise ValueError(f"{table}: the backlog of {records} rows did not span two commits")
     done = last.landed_ms
-    if side.name == "fused":
+    if side.fused_checkpoint is not None:
         done = side.fused_done_ms() or done
     if side.golds:
         done = max(

@@ -33,13 +33,14 @@ from streaming.bronze import PARTITION_COLUMN, kafka_stream
 from streaming.config import Settings, Source
 from streaming.gold.definitions import GoldTable, key_columns, with_keys
 from streaming.gold.maintain import GoldBatchWriter
+from streaming.idempotence import append_exactly_once
 from streaming.silver.cdc import CdcBatchWriter
 from streaming.silver.events import EventBatchWriter
 from streaming.silver.streams import cdc_contract, event_contract
-from streaming.tables import append_once
 from streaming.visibility import BATCH_TAG
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+BRONZE_RECORD = ("topic", "partition", "offset")  # what identifies a Kafka record in bronze
 
 
 def query_name(source: Source) -> str:
@@ -90,7 +91,14 @@ class FusedBatchWriter:
         raw = batch.localCheckpoint(eager=False)  # Kafka is read once, by the bronze append
         self._touched = {}
         try:
-            append_once(raw, self.bronze_path, PARTITION_COLUMN, f"{self.app_id}-bronze", batch_id)
+            append_exactly_once(
+                raw,
+                self.bronze_path,
+                PARTITION_COLUMN,
+                f"{self.app_id}-bronze",
+                batch_id,
+                BRONZE_RECORD,
+            )
             if self.silver is not None:
                 self.silver(raw, batch_id)
             self._write_gold(spark)

@@ -31,17 +31,20 @@ from streaming.contracts.spark import (
     version_rules,
     with_corrupt,
 )
+from streaming.idempotence import append_exactly_once
 from streaming.silver.events import (
     DUPLICATE,
     DUPLICATES,
     QUARANTINE,
+    RECORD,
     SILVER,
     NewRows,
     append_duplicates,
+    append_quarantine,
     classify,
     quarantine_rows,
 )
-from streaming.tables import append_once, read_delta
+from streaming.tables import read_delta
 
 OPS = ("c", "u", "d", "r")
 CHANGE_KEY = "_change_key"  # key and lsn: what makes a change unique
@@ -240,9 +243,7 @@ class CdcBatchWriter:
                 return
             if found.bad:
                 bad = quarantine_rows(parsed.where(~F.col("_tombstone")))
-                append_once(
-                    bad, self.quarantine_path, "ingest_date", f"{self.app_id}-quarantine", batch_id
-                )
+                append_quarantine(bad, self.quarantine_path, self.app_id, batch_id)
             if found.valid:
                 self._apply(spark, change_rows(parsed, self.contract), batch_id)
         finally:
@@ -257,7 +258,9 @@ class CdcBatchWriter:
         classified = classify(changes, read_delta(spark, self.changes_path), CHANGE_KEY)
         try:
             new = classified.where(~F.col(DUPLICATE)).drop(DUPLICATE)
-            append_once(new, self.changes_path, None, f"{self.app_id}-changes", batch_id)
+            append_exactly_once(
+                new, self.changes_path, None, f"{self.app_id}-changes", batch_id, RECORD
+            )
             append_duplicates(classified, CHANGE_KEY, self.duplicates_path, self.app_id, batch_id)
             if new.isEmpty():
                 return  # every change was applied before: current rows and history stand

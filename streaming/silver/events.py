@@ -23,8 +23,9 @@ from pyspark.sql import functions as F
 from streaming.config import Settings, Source
 from streaming.contracts.model import Contract
 from streaming.contracts.spark import ERRORS, VERSION, WARNINGS, compile_contract, silver_schema
+from streaming.idempotence import append_exactly_once
 from streaming.kafka_client import spark_kafka_options
-from streaming.tables import append_once, read_delta
+from streaming.tables import read_delta
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,19 @@ def append_duplicates(
     """Record the classified copies in duplicates.<topic>; a batch without any commits nothing."""
     dups = classified.where(F.col(DUPLICATE))
     if not dups.isEmpty():
-        append_once(
-            duplicate_rows(dups, id_column), path, "ingest_date", f"{app_id}-duplicates", batch_id
+        append_exactly_once(
+            duplicate_rows(dups, id_column),
+            path,
+            "ingest_date",
+            f"{app_id}-duplicates",
+            batch_id,
+            RECORD,
         )
+
+
+def append_quarantine(bad: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Record a batch's quarantined records in quarantine.<topic>, once."""
+    append_exactly_once(bad, path, "ingest_date", f"{app_id}-quarantine", batch_id, RECORD)
 
 
 class EventBatchWriter:
@@ -190,9 +201,7 @@ class EventBatchWriter:
                 self._write_valid(spark, checked, found.lo, found.hi, batch_id)
             if failed:
                 bad = quarantine_rows(checked)
-                append_once(
-                    bad, self.quarantine_path, "ingest_date", f"{self.app_id}-quarantine", batch_id
-                )
+                append_quarantine(bad, self.quarantine_path, self.app_id, batch_id)
                 dead_letter = self.settings.pipeline.silver.dead_letter_topic(self.source.topic)
                 if dead_letter:
                     self._send_dead_letters(bad, dead_letter)
@@ -213,7 +222,9 @@ class EventBatchWriter:
         classified = classify(valid, self._candidates(spark, lo, hi), self.id_column)
         try:
             new = classified.where(~F.col(DUPLICATE)).drop(DUPLICATE)
-            append_once(new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id)
+            append_exactly_once(
+                new, self.silver_path, EVENT_DATE, f"{self.app_id}-rows", batch_id, RECORD
+            )
             append_duplicates(
                 classified, self.id_column, self.duplicates_path, self.app_id, batch_id
             )
