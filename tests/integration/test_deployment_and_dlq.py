@@ -40,7 +40,10 @@ def test_application_per_layer_gives_the_same_exact_tables(
     spark: SparkSession, broker: Settings, tmp_path: Path, unique: str
 ) -> None:
     settings = settings_with(
-        broker, tmp_path, unique, {"deployment": {"mode": "application_per_layer"}}
+        broker,
+        tmp_path,
+        unique,
+        {"topology": "layered", "deployment": {"mode": "application_per_layer"}},
     )
     sent = produce_shop(settings, 200, seed=61, faults="all")
     assert deployed_layers(settings) == ["bronze", "silver"]  # no gold table: no gold app

@@ -150,3 +150,22 @@ def test_a_bad_base_profile_is_named(conf: Path) -> None:
     (conf / "profiles" / "b.yaml").write_text("extends: cluster\nkafka: {replication: 3}\n")
     with pytest.raises(ConfigError, match=r"b.yaml: field 'kafka.replication'"):
         load_settings(conf, "b", environ={})
+
+
+def test_topology_defaults_to_fused_and_a_layer_per_application_needs_layered(conf: Path) -> None:
+    assert load_settings(conf, "local", environ={}).pipeline.topology == "fused"
+    text = (conf / "pipeline.yaml").read_text()
+    (conf / "pipeline.yaml").write_text(
+        text.replace("mode: single_application", "mode: application_per_layer")
+    )
+    with pytest.raises(ConfigError, match="needs topology: layered"):
+        load_settings(conf, "local", environ={})
+    (conf / "pipeline.yaml").write_text(
+        text.replace("mode: single_application", "mode: application_per_layer").replace(
+            "topology: fused", "topology: layered"
+        )
+    )
+    assert load_settings(conf, "local", environ={}).pipeline.topology == "layered"
+    (conf / "pipeline.yaml").write_text(text.replace("topology: fused", "topology: both"))
+    with pytest.raises(ConfigError, match="topology"):
+        load_settings(conf, "local", environ={})
