@@ -45,6 +45,13 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
         "floor_vs_baseline": _ratio(rate("floor"), baseline),
         "chain_vs_floor": _ratio(rate("chain"), rate("floor")),
         "floor_freshness_p99_s": {layer: p99("floor", layer) for layer in LAYERS},
+        # The fused floor: the same writes in one query's batch, the yardstick of the fused
+        # topology (issue 23's targets: silver <= 1.2x, gold <= 1.5x, throughput >= 0.9x).
+        "chain_vs_fused_freshness_p99": {
+            layer: _ratio(p99("chain", layer), p99("fused", layer)) for layer in LAYERS
+        },
+        "chain_vs_fused_throughput": _ratio(rate("chain"), rate("fused")),
+        "restart_to_gold_s": results.get("restart", {}).get("restart_to_gold_s"),
         "fixed_rate_below_baseline": (None if not baseline else results["plan"]["rate"] < baseline),
     }
 

@@ -184,6 +184,36 @@ class Bench:
         )
         return figures
 
+    def restart(self, plan: Plan) -> dict[str, Any]:
+        """Seconds from a SIGKILLed `headwater run`'s restart to its first gold commit
+        (bench/restart.py), at the plan's rate, in a driver of its own."""
+        settings = self.settings("restart", plan)
+        ensure_topics(settings.profile.kafka, settings.pipeline.sources)
+        out = self.root / "restart.json"
+        command = [
+            sys.executable,
+            "-m",
+            "bench.restart",
+            "--conf",
+            str(settings.conf_dir),
+            "--profile",
+            settings.profile_name,
+            "--rate",
+            str(plan.rate),
+            "--out",
+            str(out),
+        ]
+        self.progress.step("restart: headwater run, SIGKILL, restart (drivers of their own)")
+        done = subprocess.run(command, cwd=REPO, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise HeadwaterError(f"the restart measurement failed:\n{done.stderr[-2000:]}")
+        figures: dict[str, Any] = json.loads(out.read_text())
+        self.progress.step(
+            f"restart: first gold commit {figures['restart_to_gold_s']:.1f} s after the restart "
+            f"({figures['start_to_gold_s']:.1f} s after a first start)"
+        )
+        return figures
+
     def growth(self, plan: Plan) -> dict[str, Any]:
         """Throughput of baseline and bronze as the topic's partitions grow; the chain's
         freshness as the input rate grows (to the knee: until it no longer keeps up)."""
@@ -236,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="local")
     parser.add_argument("--keep", action="store_true", help="keep the scratch lake and logs")
     parser.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="leave out the restart after SIGKILL (a full run measures it; --quick never does)",
+    )
+    parser.add_argument(
         "--no-growth",
         action="store_true",
         help="leave out throughput by partitions (1, 2, 4, 8) and freshness by input rate "
@@ -276,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             for side in sides:
                 results["sides"][side] = bench.side(settings[side], side, plan, side)
+            if not (args.quick or args.no_restart):
+                results["restart"] = bench.restart(plan)
             if not (args.quick or args.no_growth):
                 results["growth"] = bench.growth(plan)
         results["seconds"] = round(time.monotonic() - progress.started, 1)
