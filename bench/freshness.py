@@ -63,18 +63,19 @@ def percentiles(frame: DataFrame, column: str) -> tuple[float, float, int]:
 
 def cdc_latency(settings: Settings, since: str | None = None) -> None:
     """PostgreSQL commit (Debezium's source.ts_ms) -> visible in silver.customers and in each
-    gold table the changes feed (streaming.demo.ChangeFreshnessReport, as the demo prints
-    it). Snapshot reads are left out: their ts_ms is the snapshot's, not a commit's."""
+    gold table the changes feed, and the events' Kafka timestamp -> visible in silver and
+    gold (streaming.demo.FreshnessReport, as the demo prints it). Snapshot reads are left
+    out: their ts_ms is the snapshot's, not a commit's."""
     from datetime import UTC, datetime
 
-    from streaming.demo import ChangeFreshnessReport
+    from streaming.demo import FreshnessReport
 
     since_ms = 0
     if since:
         moment = datetime.fromisoformat(since)
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # UTC unless it says
         since_ms = int(moment.timestamp() * 1000)
-    for line in ChangeFreshnessReport(settings, since_ms).lines():
+    for line in FreshnessReport(settings, since_ms).lines():
         print(line)
 
 

@@ -48,58 +48,71 @@ STATUS_EVERY_S = 5.0
 CHANGES_EVERY_S = 30.0  # how often the demo says how fresh the CDC sources' changes are
 
 
-class ChangeFreshnessReport:
-    """How long the CDC sources' changes committed since `since_ms` took from their commit in
-    the source database to silver's current state and to the gold tables they feed, read
-    from the lake's Delta logs and the gold streams' checkpoints (no Spark job)."""
+class FreshnessReport:
+    """How long records took to become visible, read from the lake's Delta logs and the gold
+    streams' checkpoints (no Spark job): the CDC sources' changes committed since `since_ms`,
+    from their commit in the source database to silver's current state and to the gold
+    tables they feed; the event sources' records since `since_ms`, from their Kafka timestamp
+    to silver and to the gold tables they feed."""
 
     def __init__(self, settings: Settings, since_ms: int) -> None:
         from streaming.gold.definitions import load_gold_tables
-        from streaming.silver.streams import cdc_contract
+        from streaming.silver.streams import cdc_contract, event_contract
 
         self.since_ms = since_ms
-        self.targets: list[tuple[str, str, str, dict[str, tuple[str, str]]]] = []
+        self.changes: list[tuple[str, str, str, dict[str, tuple[str, str]]]] = []
+        self.events: list[tuple[str, str, dict[str, tuple[str, str]]]] = []
         gold = load_gold_tables(settings)
-        for source in settings.pipeline.sources:
-            contract = cdc_contract(settings, source)
-            if contract is None:
-                continue
-            table = contract.silver_table
-            fed = [t for t in gold if any(s.table == f"silver.{table}_changes" for s in t.sources)]
-            self.targets.append(
-                (
-                    settings.table_path("silver", f"{table}_changes"),
-                    settings.table_path("silver", table),
-                    f"silver.{table}",
-                    {
-                        t.name: (
-                            settings.table_path("gold", t.name),
-                            settings.checkpoint_path("gold", t.name),
-                        )
-                        for t in fed
-                    },
+
+        def fed_by(table: str) -> dict[str, tuple[str, str]]:
+            return {
+                t.name: (
+                    settings.table_path("gold", t.name),
+                    settings.checkpoint_path("gold", t.name),
                 )
-            )
+                for t in gold
+                if any(s.table == table for s in t.sources)
+            }
+
+        for source in settings.pipeline.sources:
+            events = event_contract(settings, source)
+            if events is not None:
+                name = f"silver.{events.silver_table}"
+                self.events.append((settings.table_path_by_name(name), name, fed_by(name)))
+            contract = cdc_contract(settings, source)
+            if contract is not None:
+                table = contract.silver_table
+                self.changes.append(
+                    (
+                        settings.table_path("silver", f"{table}_changes"),
+                        settings.table_path("silver", table),
+                        f"silver.{table}",
+                        fed_by(f"silver.{table}_changes"),
+                    )
+                )
 
     def measure(self) -> list[tuple[str, ChangeFreshness]]:
-        """(current-state table, its changes' freshness) per CDC source whose tables exist."""
+        """(table first landed in, its records' freshness) per source whose tables exist."""
         from streaming.delta_log import latest_version
-        from streaming.visibility import change_freshness
+        from streaming.visibility import change_freshness, event_freshness
 
         found = []
-        for changes, current, name, gold in self.targets:
+        for silver, name, gold in self.events:
+            if latest_version(silver) is not None:
+                found.append((name, event_freshness(silver, gold, since_ms=self.since_ms)))
+        for changes, current, name, gold in self.changes:
             if latest_version(changes) is None or latest_version(current) is None:
                 continue
             found.append((name, change_freshness(changes, current, gold, since_ms=self.since_ms)))
         return found
 
     def lines(self) -> list[str]:
-        """A line per CDC source with changes measured so far; none (and a warning in the log)
+        """A line per source with records measured so far; none (and a warning in the log)
         when a file could not be read: a status line never stops the demo."""
         try:
             described = [freshness.describe(name) for name, freshness in self.measure()]
         except (OSError, ValueError) as exc:
-            log.warning("could not measure the changes' freshness: %s", exc)
+            log.warning("could not measure the freshness: %s", exc)
             return []
         return [line for line in described if line is not None]
 
@@ -226,7 +239,7 @@ def run_demo(
         for generator in generators:
             generator.start()
         started = time.monotonic()
-        freshness = ChangeFreshnessReport(settings, int(time.time() * 1000))
+        freshness = FreshnessReport(settings, int(time.time() * 1000))
         ends = started + seconds if seconds else None
         try:
             with ProgressRecorder(spark, settings) as recorder:

@@ -62,6 +62,8 @@ def stamped_rows(
 
     root = local_path(location)
     for commit in commits(location):
+        if commit.landed_ms < since_ms:
+            continue  # its rows were in Kafka before since_ms
         for file in commit.files_added:
             rows = pq.read_table(root / file, columns=["kafka_timestamp", *columns])
             stamps = rows.column("kafka_timestamp").cast("timestamp[ms]").cast("int64")
@@ -148,22 +150,45 @@ def visible_in_gold_ms(gold: str, checkpoint: str, source_location: str) -> dict
 
 @dataclass(frozen=True)
 class ChangeFreshness:
-    """How long committed source changes took to become visible: milliseconds from the source
-    database's commit (Debezium's source.ts_ms) to the current-state table and to each gold
-    table fed by the changes, one sample per change that has got there."""
+    """How long records took to become visible: milliseconds from when they were made (a
+    source database's commit for CDC changes, the Kafka timestamp for events) to the table
+    they land in first (silver's current state, or the events' silver table) and to each gold
+    table they feed, one sample per record that has got there."""
 
     to_current_ms: list[int]
     to_gold_ms: dict[str, list[int]]
+    what: tuple[str, str] = ("change", "from their commit in the source database")
 
     def describe(self, current_table: str) -> str | None:
-        """One line of medians and 99th percentiles; None when no change has been measured."""
+        """One line of medians and 99th percentiles; None when no record has been measured."""
         if not self.to_current_ms:
             return None
         parts = [f"-> {current_table} {_spread(self.to_current_ms)}"]
         parts += [f"-> gold.{name} {_spread(ms)}" for name, ms in self.to_gold_ms.items() if ms]
         count = len(self.to_current_ms)
-        changes = f"{count:,} change{'s' if count != 1 else ''}"
-        return f"{changes}, from their commit in the source database: " + "; ".join(parts)
+        noun, since = self.what
+        records = f"{count:,} {noun}{'s' if count != 1 else ''}"
+        return f"{records}, {since}: " + "; ".join(parts)
+
+
+def event_freshness(
+    silver: str, golds: dict[str, tuple[str, str]], *, since_ms: int = 0
+) -> ChangeFreshness:
+    """Freshness of the events in the silver table at `silver` with a Kafka timestamp at or
+    after `since_ms`: Kafka timestamp -> the silver commit that holds them, and -> each gold
+    table (by name: its location and its layered stream's checkpoint, `golds[name]`)."""
+    gold_seen = {
+        name: visible_in_gold_ms(gold, checkpoint, silver)
+        for name, (gold, checkpoint) in golds.items()
+    }
+    to_silver: list[int] = []
+    to_gold: dict[str, list[int]] = {name: [] for name in golds}
+    for commit, ts, _ in stamped_rows(silver, since_ms):
+        to_silver.append(commit.landed_ms - ts)
+        for name, seen in gold_seen.items():
+            if commit.version in seen:
+                to_gold[name].append(seen[commit.version] - ts)
+    return ChangeFreshness(to_silver, to_gold, ("event", "from Kafka"))
 
 
 def _spread(samples: list[int]) -> str:

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import SparkSession
 
 from streaming.config import Settings
-from streaming.demo import ChangeFreshnessReport
+from streaming.demo import FreshnessReport
 from streaming.generator.customers_db import (
     Change,
     CustomerWorkload,
@@ -45,6 +45,7 @@ from streaming.services.kafka_connect import (
 )
 from streaming.services.postgres import connect
 from streaming.tables import read_table
+from streaming.visibility import ChangeFreshness
 from tests.conftest import TOPOLOGIES
 from tests.helpers import START, on_new_commits, table_rows, wait_until
 
@@ -308,10 +309,14 @@ def change_country_then_add_a_column(
     # The demo's report of the same change, from the lake's logs and gold's checkpoint alone:
     # the one change committed since, seen in silver.customers and gold within what the test
     # saw (gold's checkpoint commit lands just after the MERGE the test polled for).
-    report = ChangeFreshnessReport(settings, before_ms)
-    wait_until(lambda: report.measure()[0][1].to_current_ms, 60, "the change in silver.customers")
-    [(current_table, freshness)] = report.measure()
-    assert current_table == "silver.customers"
+    report = FreshnessReport(settings, before_ms)
+
+    def customers() -> ChangeFreshness | None:
+        return dict(report.measure()).get("silver.customers")
+
+    wait_until(lambda: (found := customers()) and found.to_current_ms, 60, "the change")
+    current_table, freshness = "silver.customers", customers()
+    assert freshness is not None
     [to_current] = freshness.to_current_ms
     [to_gold_ms] = freshness.to_gold_ms["customer_orders"]
     assert 0 < to_gold_ms <= to_gold * 1000 + 5000, (to_gold_ms, to_gold)
