@@ -130,7 +130,7 @@ class Bench:
             self.args.profile,
             self.root / label,
             kafka_port=self.port,
-            spark_conf=IDLE_REPORT_CONF,
+            spark_conf={**IDLE_REPORT_CONF, **dict(self.args.spark_conf or [])},
             topic_prefix=f"bench{self.run_id}{label.replace('-', '')}",
             pipeline={
                 "sources": sources,
@@ -249,6 +249,13 @@ class Bench:
         return {"throughput_by_partitions": by_partitions, "freshness_by_rate": by_rate}
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"write KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="headwater bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run in under 3 minutes")
@@ -265,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", default=str(REPO / "conf"))
     parser.add_argument("--profile", default="local")
     parser.add_argument("--keep", action="store_true", help="keep the scratch lake and logs")
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="a Spark setting for every side's session (repeatable): an A/B of a setting",
+    )
     parser.add_argument(
         "--no-restart",
         action="store_true",
@@ -292,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
         "plan": plan.__dict__,
+        "spark_conf": dict(args.spark_conf or []),
         "machine": machine(),
         "sides": {},
     }

@@ -88,6 +88,8 @@ class FusedBatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession  # the query's own session: its conf and views are its own
         spark.conf.set(USER_METADATA, batch_tag(self.name, batch_id))
+        # This thread's jobs run in the query's own scheduler pool (FAIR between pools).
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", self.name)
         raw = batch.localCheckpoint(eager=False)  # Kafka is read once, by the bronze append
         self._touched = {}
         try:

@@ -52,6 +52,10 @@ def spark_conf(
         # code generated in every task of every batch, which on the pipeline's small batches
         # cost more than evaluating them. README: Benchmark (bench/profile_writer.py).
         "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+        # The pipeline's queries share the driver's cores: each query's jobs run in a pool of
+        # its own (streaming/fused.py), so one query's MERGE does not queue the others' jobs
+        # behind all of its tasks.
+        "spark.scheduler.mode": "FAIR",
     }
     if spark.master:
         conf["spark.master"] = spark.master
