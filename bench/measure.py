@@ -64,15 +64,20 @@ def kafka_batches_committed(checkpoint: str) -> list[tuple[dict[int, int], int]]
     return done
 
 
-def kafka_batch_freshness_ms(checkpoint: str, table: str, since_ms: int = 0) -> list[Sample]:
-    """Freshness of the rows of `table` (with `partition`, `offset` and `kafka_timestamp`,
-    Kafka timestamp at or after `since_ms`) as of the commit of the batch of the query
+def kafka_batch_freshness_ms(
+    checkpoint: str,
+    table: str,
+    since_ms: int = 0,
+    record: tuple[str, str] = ("partition", "offset"),
+) -> list[Sample]:
+    """Freshness of the rows of `table` (with `kafka_timestamp` and the Kafka partition and
+    offset in the `record` columns; Kafka timestamp at or after `since_ms`) as of the commit of the batch of the query
     checkpointed at `checkpoint` that read them from Kafka: for a query that writes several
     tables in one batch, when its last write was done. Rows of no committed batch are left
     out."""
     batches = kafka_batches_committed(checkpoint)
     found: list[Sample] = []
-    for _, ts, (partition, offset) in stamped_rows(table, since_ms, "partition", "offset"):
+    for _, ts, (partition, offset) in stamped_rows(table, since_ms, *record):
         at = next((ms for ends, ms in batches if ends.get(partition, -1) > offset), None)
         if at is not None:
             found.append((ts, at - ts))

@@ -38,6 +38,7 @@ from streaming.generator.producer import produce
 from streaming.generator.shop import Record, ShopSimulator
 from streaming.gold.definitions import load_gold_tables
 from streaming.gold.maintain import LAYER as GOLD
+from streaming.silver.events import RECORD
 from streaming.runner import LAYERS, run_streams
 from streaming.session import build_spark_session
 
@@ -137,8 +138,9 @@ class Side:
             layers = {"bronze": self.entry, "silver": self.silver}
         found = {layer: measure.row_freshness_ms(path, since_ms) for layer, path in layers.items()}
         if self.fused_checkpoint is not None:
+            record = ("partition", "offset") if self.name == "fused" else RECORD[1:]
             found["gold"] = measure.kafka_batch_freshness_ms(
-                self.fused_checkpoint, self.silver, since_ms
+                self.fused_checkpoint, self.silver, since_ms, record
             )
         if self.golds:
             # A row is fresh in gold when every gold table it feeds shows it.
