@@ -38,9 +38,9 @@ from streaming.generator.producer import produce
 from streaming.generator.shop import Record, ShopSimulator
 from streaming.gold.definitions import load_gold_tables
 from streaming.gold.maintain import LAYER as GOLD
-from streaming.silver.events import RECORD
 from streaming.runner import LAYERS, run_streams
 from streaming.session import build_spark_session
+from streaming.silver.events import RECORD
 
 SIDES = ("baseline", "bronze", "chain", "floor", "fused")
 CHAINS = ("chain", "floor", "fused")  # sides with a silver and a gold layer

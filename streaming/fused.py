@@ -21,11 +21,13 @@ userMetadata, so a reader of the logs can tell which gold commit made a silver r
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Sequence
-from functools import reduce
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
+from pyspark.sql.types import StructType
 
 from streaming.batches import start_foreach_batch
 from streaming.bronze import LAYER as BRONZE
@@ -38,6 +40,8 @@ from streaming.silver.cdc import CdcBatchWriter
 from streaming.silver.events import EventBatchWriter
 from streaming.silver.streams import cdc_contract, event_contract
 from streaming.visibility import BATCH_TAG
+
+log = logging.getLogger(__name__)
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 BRONZE_RECORD = ("topic", "partition", "offset")  # what identifies a Kafka record in bronze
@@ -64,7 +68,7 @@ class FusedBatchWriter:
         # (Delta's txn per app id) is taken for theirs.
         self.app_id = f"headwater-fused-{source.table_name}"
         self.golds = [(GoldBatchWriter(settings, table), table) for table in golds]
-        self._touched: dict[str, list[DataFrame]] = {}
+        self._touched: dict[str, tuple[list[Row], StructType]] = {}
         events, cdc = event_contract(settings, source), cdc_contract(settings, source)
         self.silver: EventBatchWriter | CdcBatchWriter | None = None
         if events is not None:
@@ -73,17 +77,15 @@ class FusedBatchWriter:
             self.silver = CdcBatchWriter(settings, source, cdc, self._note, self.app_id)
 
     def _note(self, silver_table: str, rows: DataFrame) -> None:
-        """Keep the gold keys the batch's new rows of `silver_table` touch, per gold table."""
+        """Keep the gold keys the batch's new rows of `silver_table` touch, per gold table
+        (a few hundred keys at most per batch, collected: a local relation for the recompute's
+        join, no cached frame to release)."""
         for _, table in self.golds:
             for source in table.sources:
                 if source.table == silver_table:
-                    keys = (
-                        with_keys(rows, source)
-                        .select(*key_columns(source))
-                        .distinct()
-                        .localCheckpoint(eager=True)
-                    )
-                    self._touched.setdefault(table.name, []).append(keys)
+                    keys = with_keys(rows, source).select(*key_columns(source)).distinct()
+                    touched = self._touched.setdefault(table.name, ([], keys.schema))
+                    touched[0].extend(keys.collect())
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession  # the query's own session: its conf and views are its own
@@ -92,6 +94,7 @@ class FusedBatchWriter:
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", self.name)
         raw = batch.localCheckpoint(eager=False)  # Kafka is read once, by the bronze append
         self._touched = {}
+        started = time.monotonic()
         try:
             append_exactly_once(
                 raw,
@@ -101,22 +104,30 @@ class FusedBatchWriter:
                 batch_id,
                 BRONZE_RECORD,
             )
+            bronze = time.monotonic()
             if self.silver is not None:
                 self.silver(raw, batch_id)
+            silver = time.monotonic()
             self._write_gold(spark)
+            log.debug(
+                "batch %d of %s: bronze %.0f ms, silver %.0f ms, gold %.0f ms",
+                batch_id,
+                self.name,
+                (bronze - started) * 1000,
+                (silver - bronze) * 1000,
+                (time.monotonic() - silver) * 1000,
+            )
         finally:
             raw.unpersist()
-            for frames in self._touched.values():
-                for frame in frames:
-                    frame.unpersist()
             self._touched = {}
             spark.conf.unset(USER_METADATA)
 
     def _write_gold(self, spark: SparkSession) -> None:
+        """Recompute and MERGE the touched keys of every gold table the batch fed."""
         for writer, table in self.golds:
-            frames = self._touched.get(table.name)
-            if frames:
-                writer.apply(spark, reduce(lambda a, b: a.unionByName(b), frames))
+            rows, schema = self._touched.get(table.name, ([], None))
+            if rows:
+                writer.apply(spark, spark.createDataFrame(rows, schema).distinct())
 
 
 def fused_gold_tables(
