@@ -244,7 +244,7 @@ def run_demo(
         try:
             with ProgressRecorder(spark, settings) as recorder:
                 topology = settings.pipeline.topology
-                switch_topology(spark, settings, settings.pipeline.sources, topology, stop=stop)
+                switch_topology(spark, settings, topology, stop=stop)
                 queries = start_streams(
                     spark, settings, settings.pipeline.sources, available_now=False
                 )

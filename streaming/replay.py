@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -143,9 +144,14 @@ def replay_topic(
     (exclusive; default: the end of each partition now), and insert into bronze.<table> the
     records it does not hold yet. bronze.<table> is created when missing.
 
+    Silver and gold take the records in at their streams' next run. In the layered topology
+    the replay runs beside the streams; in the fused one it needs them stopped (it holds
+    every stream's lock while it switches the pipeline to layered, see the code).
+
     Returns a ReplayReport; a start after the end of the topic reads nothing and says so.
     Raises ConfigError for a topic not in conf, ReplayError for bad arguments, ServiceError when
-    Kafka does not answer, StreamBusy when another replay of the topic runs.
+    Kafka does not answer, StreamBusy when another replay of the topic runs (or, in the fused
+    topology, when the pipeline runs).
     """
     check_start(from_timestamp, from_offsets)
     source = settings.pipeline.source(topic)
@@ -153,7 +159,21 @@ def replay_topic(
     ranges = offset_ranges(kafka, source, from_timestamp, from_offsets, until_offsets)
     path = settings.table_path(LAYER, source.table_name)
     table = f"{LAYER}.{source.table_name}"
-    with stream_locks(settings, [f"replay:{source.topic}"], owner):
+    locks = [f"replay:{source.topic}"]
+    fused = settings.pipeline.topology == "fused"
+    if fused:
+        from streaming.runner import switch_locks
+
+        locks += switch_locks(settings)
+    with stream_locks(settings, locks, owner):
+        if fused:
+            # In the fused topology silver is written from Kafka's batches, never from
+            # bronze's: the pipeline switches to layered first (draining fused), so the next
+            # run, in either topology, takes the replayed records from bronze to silver and
+            # gold (a fused run drains layered first).
+            from streaming.runner import switch_topology
+
+            switch_topology(spark, settings, "layered", stop=threading.Event())
         ensure_delta_table(spark, path, BRONZE_SCHEMA, PARTITION_COLUMN)
         records = read_range(spark, settings, source, ranges)
         read = records.count() if any(end > start for start, end in ranges.values()) else 0

@@ -346,18 +346,24 @@ def switching_sources(
     return switching
 
 
+def switch_locks(settings: Settings) -> list[str]:
+    """The locks a switch of topology takes: every stream of the pipeline (a gold table fed
+    by several topics is written by all of them, so the whole pipeline switches at once)."""
+    return stream_ids(settings, settings.pipeline.sources, LAYERS)
+
+
 def switch_topology(
     spark: SparkSession,
     settings: Settings,
-    sources: Sequence[Source],
     topology: Topology,
     *,
     stop: threading.Event,
 ) -> None:
-    """Make `topology` the one that runs `sources`' streams: those that last ran in the other
-    first drain it (an availableNow run of every layer), and a switch to layered restarts
-    silver and gold at the end of the tables they read (streaming/topology.py). The caller
-    holds every stream lock of the switching sources."""
+    """Make `topology` the one that runs the pipeline's streams: the sources that last ran in
+    the other first drain it (an availableNow run of every layer), and a switch to layered
+    restarts silver and gold at the end of the tables they read (streaming/topology.py).
+    The caller holds `switch_locks` when a switch is due (`switching_sources`)."""
+    sources = settings.pipeline.sources
     switching = switching_sources(spark, settings, sources, topology)
     if switching:
         old: Topology = "layered" if topology == "fused" else "fused"
@@ -469,12 +475,14 @@ def run_streams(
     fused = topology == "fused"
     rounds = [[layer] for layer in layers] if available_now and not fused else [list(layers)]
     # A switch of topology drains every layer of the sources that switch: lock them all.
-    locked = LAYERS if switching_sources(spark, settings, sources, topology) else layers
+    locks = stream_ids(settings, sources, layers, gold_tables)
+    if switching_sources(spark, settings, settings.pipeline.sources, topology):
+        locks = list(dict.fromkeys([*locks, *switch_locks(settings)]))
     with (
-        stream_locks(settings, stream_ids(settings, sources, locked, gold_tables), owner),
+        stream_locks(settings, locks, owner),
         ProgressRecorder(spark, settings) as recorder,
     ):
-        switch_topology(spark, settings, sources, topology, stop=stop)
+        switch_topology(spark, settings, topology, stop=stop)
         for round_layers in rounds:
             if stop.is_set():
                 break
