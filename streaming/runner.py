@@ -32,6 +32,7 @@ from streaming.progress import ProgressRecorder
 from streaming.silver.streams import (
     cdc_contract,
     ensure_cdc_tables,
+    ensure_dead_letter_topic,
     ensure_event_tables,
     event_contract,
     start_silver_cdc,
@@ -177,6 +178,7 @@ def prepare_tables(
             events, cdc = event_contract(settings, source), cdc_contract(settings, source)
             if events is not None:
                 ensure_event_tables(spark, settings, source, events)
+                ensure_dead_letter_topic(settings, source)
             if cdc is not None:
                 ensure_cdc_tables(spark, settings, source, cdc)
     if "gold" in layers:

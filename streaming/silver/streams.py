@@ -97,6 +97,15 @@ def ensure_event_tables(
     )
 
 
+def ensure_dead_letter_topic(settings: Settings, source: Source) -> None:
+    """Create the source's dead-letter topic when conf asks for one: brokers often refuse to
+    create topics on first write (ours does)."""
+    dead_letter = settings.pipeline.silver.dead_letter_topic(source.topic)
+    if dead_letter:
+        dlq = source.model_copy(update={"topic": dead_letter, "silver": False})
+        ensure_topics(settings.profile.kafka, [dlq])
+
+
 def start_silver_events(
     spark: SparkSession,
     settings: Settings,
@@ -107,11 +116,7 @@ def start_silver_events(
 ) -> StreamingQuery:
     """Start the stream bronze.<topic> -> silver / quarantine / duplicates."""
     ensure_event_tables(spark, settings, source, contract)
-    dead_letter = settings.pipeline.silver.dead_letter_topic(source.topic)
-    if dead_letter:
-        # Brokers often refuse to create topics on first write (ours does): create it here.
-        dlq = source.model_copy(update={"topic": dead_letter, "silver": False})
-        ensure_topics(settings.profile.kafka, [dlq])
+    ensure_dead_letter_topic(settings, source)
     return _start(
         spark,
         settings,

@@ -11,7 +11,7 @@ from streaming.config import Settings
 from streaming.kafka_client import client_config, end_offsets, ensure_topics
 from streaming.progress import LAYER as OPS
 from streaming.progress import TABLE as PROGRESS
-from streaming.runner import StreamFailed, run_streams
+from streaming.runner import StreamFailed, query_names, run_streams
 from streaming.services.kafka_broker import LocalKafka
 from tests.helpers import bronze_records, expected_records, produce_shop, wait_until
 
@@ -44,7 +44,8 @@ def test_bronze_holds_every_record_exactly_once_across_reruns(
     assert kafka_record_count(pipeline) == 400
 
     rows = run_streams(spark, pipeline, available_now=True)
-    assert sum(n for name, n in rows.items() if name.startswith("bronze_")) == 400
+    writers = {query_names(pipeline)[f"bronze:{s.topic}"] for s in pipeline.pipeline.sources}
+    assert sum(n for name, n in rows.items() if name in writers) == 400
     assert bronze_records(spark, pipeline) == expected_records(sent)
 
     run_streams(spark, pipeline, available_now=True)
@@ -90,9 +91,8 @@ def test_backpressure_splits_a_backlog_into_bounded_batches(
     run_streams(spark, settings, available_now=True)
     assert bronze_records(spark, settings) == expected_records(sent)
     progress = spark.read.format("delta").load(settings.table_path(OPS, PROGRESS))
-    orders = progress.where(
-        F.col("query_name") == f"bronze_{settings.pipeline.sources[0].table_name}"
-    )
+    writer = query_names(settings)[f"bronze:{settings.pipeline.sources[0].topic}"]
+    orders = progress.where(F.col("query_name") == writer)
     batches = [r.num_input_rows for r in orders.orderBy("batch_id").collect()]
     assert max(batches) <= 50 and sum(batches) == sum(
         1 for d in sent if d.topic == settings.pipeline.sources[0].topic
@@ -110,11 +110,12 @@ def test_progress_table_records_every_batch_and_lag(
         r.query_name: r.rows
         for r in progress.groupBy("query_name").agg(F.sum("num_input_rows").alias("rows")).collect()
     }
+    writers = query_names(pipeline)  # the query that writes each stream, in either topology
     for source in pipeline.pipeline.sources:
-        assert per_query[f"bronze_{source.table_name}"] == sum(
+        assert per_query[writers[f"bronze:{source.topic}"]] == sum(
             1 for d in sent if d.topic == source.topic
         )
-    bronze_orders = f"bronze_{pipeline.pipeline.sources[0].table_name}"
+    bronze_orders = writers[f"bronze:{pipeline.pipeline.sources[0].topic}"]
     last = (
         progress.where(F.col("query_name") == bronze_orders)
         .orderBy(F.col("batch_id").desc())
@@ -146,7 +147,6 @@ def test_data_loss_stops_the_stream_with_a_clear_sentence(
     with pytest.raises(StreamFailed) as failure:
         run_streams(spark, pipeline, [orders.topic], available_now=True)
     message = str(failure.value)
-    assert message.startswith(
-        f"stream bronze_{orders.table_name} stopped because Kafka no longer holds records"
-    )
+    writer = query_names(pipeline)[f"bronze:{orders.topic}"]
+    assert message.startswith(f"stream {writer} stopped because Kafka no longer holds records")
     assert "bronze.fail_on_data_loss: false" in message
