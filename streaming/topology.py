@@ -43,8 +43,9 @@ def _starts(settings: Settings) -> Path:
 
 
 def last_topology(settings: Settings, source: Source) -> Topology | None:
-    """The topology that last ran `source`'s streams; for a source run before topologies
-    were recorded, layered when its silver or gold checkpoints exist; None when never run."""
+    """The topology that last ran `source`'s streams, as recorded; None without a record
+    (never run, or run before topologies were recorded: runner.switching_sources takes a
+    source with a bronze checkpoint and no record for layered, the only topology then)."""
     path = _record(settings, source)
     if path.is_file():
         value = json.loads(path.read_text()).get("topology")
