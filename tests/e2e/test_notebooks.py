@@ -29,7 +29,7 @@ from streaming.generator.customers import CustomerChanges
 from streaming.generator.producer import Delivered, produce
 from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
-from streaming.runner import run_streams
+from streaming.runner import query_names, run_streams
 from tests.conftest import REPO, write_shop_conf
 from tests.gold_oracle import expected_gold
 from tests.helpers import START, wait_until
@@ -154,7 +154,7 @@ def notebook_lake(
     added, changed, removed = customers_diff(current_before, current)
     assert changed, "the second run changes customers"
     start, until, in_range = replay_offsets(quarantined, orders)
-    bronze_table = shop.pipeline.sources[0].table_name
+    bronze_writer = query_names(shop)[f"bronze:{shop.pipeline.sources[0].topic}"]
     print(f"notebooks' lake built in {time.monotonic() - started:.0f} s")
     return NotebookLake(
         shop,
@@ -183,7 +183,7 @@ def notebook_lake(
             ],
             "freshness_and_lag": [
                 f"bronze streams read {len(events) + len(changes):,} Kafka records",
-                f"bronze_{bronze_table}",
+                bronze_writer,  # the query that writes bronze.<orders>, in the topology's name
                 "freshness: 16 of 16 tables within their SLA",  # 3 topics' 14 tables + 2 gold
             ],
         },
