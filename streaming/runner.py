@@ -105,10 +105,21 @@ def start_streams(
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}")
     topology = topology or effective_topology(settings, layers)
-    golds = gold_tables_for(settings, sources, gold_tables) if "gold" in layers else []
+    fused = topology == "fused"
+    golds = gold_tables_for(settings, sources, gold_tables, fused=fused) if "gold" in layers else []
     starters: list[Callable[[], StreamingQuery]] = []
-    prepare_tables(spark, settings, sources, golds, LAYERS if topology == "fused" else layers)
-    if topology == "fused":
+    if fused:
+        # A gold table's recompute reads every silver table it is declared over, those of
+        # sources not in this run included: they exist (empty at first) before it runs.
+        feeding = [
+            s
+            for s in settings.pipeline.sources
+            if s in sources or fused_gold_tables(settings, s, golds)
+        ]
+        prepare_tables(spark, settings, feeding, golds, LAYERS)
+    else:
+        prepare_tables(spark, settings, sources, golds, layers)
+    if fused:
         for source in sources:
             starters.append(
                 functools.partial(
@@ -223,7 +234,9 @@ def stream_ids(
     gold_tables: Sequence[str] | None = None,
 ) -> list[str]:
     """The streams `start_streams` starts for these layers and sources, as lock names:
-    bronze:<topic>, silver:<topic> (sources with a contract) and gold:<table>."""
+    bronze:<topic>, silver:<topic> (sources with a contract) and gold:<table> (in the fused
+    topology every gold table the sources feed)."""
+    fused = effective_topology(settings, layers) == "fused"
     ids: list[str] = []
     for layer in layers:
         if layer == "bronze":
@@ -235,7 +248,8 @@ def stream_ids(
                 if event_contract(settings, s) is not None or cdc_contract(settings, s) is not None
             ]
         elif layer == "gold":
-            ids += [f"gold:{t.name}" for t in gold_tables_for(settings, sources, gold_tables)]
+            golds = gold_tables_for(settings, sources, gold_tables, fused=fused)
+            ids += [f"gold:{t.name}" for t in golds]
     return ids
 
 
@@ -259,10 +273,17 @@ def query_names(settings: Settings) -> dict[str, str]:
 
 
 def gold_tables_for(
-    settings: Settings, sources: Sequence[Source], names: Sequence[str] | None = None
+    settings: Settings,
+    sources: Sequence[Source],
+    names: Sequence[str] | None = None,
+    *,
+    fused: bool = False,
 ) -> list[GoldTable]:
     """The gold tables whose sources are all silver tables of these sources' streams (only
-    those named, when `names` is given)."""
+    those named, when `names` is given). `fused`: every gold table one of them feeds, for a
+    fused query writes the gold tables its topic feeds in the batch that writes silver (its
+    recompute reads the other sources' silver tables as they are), or its rows never reach
+    them."""
     from streaming.silver.streams import cdc_contract, event_contract
 
     silver: set[str] = set()
@@ -272,10 +293,11 @@ def gold_tables_for(
             silver.add(f"silver.{events.silver_table}")
         if cdc is not None:
             silver |= {f"silver.{cdc.silver_table}{s}" for s in ("", "_changes", "_history")}
+    fed = any if fused else all
     return [
         t
         for t in load_gold_tables(settings)
-        if all(s.table in silver for s in t.sources) and (names is None or t.name in names)
+        if fed(s.table in silver for s in t.sources) and (names is None or t.name in names)
     ]
 
 
