@@ -27,6 +27,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from streaming.delta_log import DeltaLogError, local_path
+from streaming.tables import hadoop_path
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,12 @@ class TableLog:
                 return (self._local / name).read_text()
             except FileNotFoundError:
                 return None
-        jvm: Any = self._spark._jvm
-        hadoop = jvm.org.apache.hadoop.fs.Path(f"{self.path}/_delta_log/{name}")
-        fs = hadoop.getFileSystem(self._spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+        fs, hadoop = hadoop_path(self._spark, f"{self.path}/_delta_log/{name}")
         if not fs.exists(hadoop):
             return None
         stream = fs.open(hadoop)
         try:
+            jvm: Any = self._spark._jvm
             return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
         finally:
             stream.close()
@@ -116,11 +116,11 @@ def _txn_of(commit: str) -> tuple[str, int] | None:
     return None
 
 
-def last_committed_batch(table: TableLog, app_id: str) -> int | None:
+def last_committed_batch(table: TableLog, app_id: str, newest: int | None = None) -> int | None:
     """The batch id of the newest commit of `app_id` in the table's log; None when the log
     (from its first version) has none. Raises LogCleaned when older commits were cleaned up
     before one of `app_id` was found."""
-    version = table.newest_version()
+    version = table.newest_version() if newest is None else newest
     while version >= 0:
         commit = table.read(version)
         if commit is None:
@@ -155,10 +155,11 @@ def committed(
 ) -> bool:
     """Whether batch `batch_id` of writer `app_id` is already in the table at `path`."""
     table = table_log(spark, path)
-    if table.newest_version() < 0:
+    newest = table.newest_version()
+    if newest < 0:
         return False  # no table yet: the write creates it
     try:
-        last = last_committed_batch(table, app_id)
+        last = last_committed_batch(table, app_id, newest)
     except LogCleaned:
         last = None
     if last is not None:

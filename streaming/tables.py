@@ -32,19 +32,22 @@ def read_table(spark: SparkSession, settings: Settings, qualified: str) -> DataF
     return read_delta(spark, settings.table_path_by_name(qualified))
 
 
-def has_path(spark: SparkSession, path: str) -> bool:
-    """Whether `path` (any Hadoop-compatible location) exists."""
+def hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    """(Hadoop's FileSystem of `path`, its Hadoop Path), for any Hadoop-compatible location."""
     jvm: Any = spark._jvm
     location = jvm.org.apache.hadoop.fs.Path(path)
-    fs = location.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    return location.getFileSystem(spark._jsc.hadoopConfiguration()), location  # type: ignore[attr-defined]
+
+
+def has_path(spark: SparkSession, path: str) -> bool:
+    """Whether `path` (any Hadoop-compatible location) exists."""
+    fs, location = hadoop_path(spark, path)
     return bool(fs.exists(location))
 
 
 def has_delta_log(spark: SparkSession, path: str) -> bool:
     """Whether `path` (any Hadoop-compatible location) holds a Delta log with a commit."""
-    jvm: Any = spark._jvm
-    log = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
-    fs = log.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    fs, log = hadoop_path(spark, path.rstrip("/") + "/_delta_log")
     if not fs.exists(log):
         return False
     return any(status.getPath().getName().endswith(".json") for status in fs.listStatus(log))
@@ -71,9 +74,7 @@ def ensure_delta_table(
 
     # Delta compares the location with the one it qualifies: 'file:///x' (a URI as a profile
     # writes it) and 'file:/x' (Hadoop's form) would be two locations to it.
-    jvm: Any = spark._jvm
-    location = jvm.org.apache.hadoop.fs.Path(path)
-    fs = location.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    fs, location = hadoop_path(spark, path)
     qualified = str(fs.makeQualified(location).toString())
     builder = DeltaTable.createIfNotExists(spark).location(qualified).addColumns(schema)
     if partition_by:

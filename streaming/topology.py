@@ -56,10 +56,14 @@ def last_topology(settings: Settings, source: Source) -> Topology | None:
 
 def record_topology(settings: Settings, source: Source, topology: Topology) -> None:
     """Remember that `topology` now runs `source`'s streams."""
-    path = _record(settings, source)
+    _write_json(_record(settings, source), {"topology": topology, "since": time.time()})
+
+
+def _write_json(path: Path, value: object) -> None:
+    """Replace `path` with `value` as JSON atomically (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"topology": topology, "since": time.time()}))
+    tmp.write_text(json.dumps(value, indent=1))
     tmp.replace(path)
 
 
@@ -105,10 +109,7 @@ def restart_at_end(
                 versions[table] = _empty_commit(spark, table, epoch)
         starts[checkpoint] = {"tables": versions, "epoch": epoch}
         _set_aside(spark, checkpoint, epoch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(starts, indent=1))
-    tmp.replace(path)
+    _write_json(path, starts)
 
 
 def _empty_commit(spark: SparkSession, table: str, epoch: int) -> int:
@@ -136,11 +137,11 @@ def _latest_version(spark: SparkSession, table: str) -> int | None:
 
 def _set_aside(spark: SparkSession, checkpoint: str, epoch: int) -> None:
     """Rename `checkpoint` (any Hadoop-compatible path) to `<checkpoint>.before-<epoch>`."""
-    jvm: Any = spark._jvm
-    location = jvm.org.apache.hadoop.fs.Path(checkpoint)
-    fs = location.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    from streaming.tables import hadoop_path
+
+    fs, location = hadoop_path(spark, checkpoint)
     if fs.exists(location):
-        aside = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}.before-{epoch}")
+        _, aside = hadoop_path(spark, f"{checkpoint.rstrip('/')}.before-{epoch}")
         if not fs.rename(location, aside):
             raise OSError(f"could not move the stale checkpoint {checkpoint} aside")
         log.info("checkpoint %s set aside (the fused topology wrote past it)", checkpoint)
