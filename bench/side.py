@@ -40,7 +40,6 @@ from streaming.gold.definitions import load_gold_tables
 from streaming.gold.maintain import LAYER as GOLD
 from streaming.runner import LAYERS, run_streams
 from streaming.session import build_spark_session
-from streaming.silver.events import RECORD
 
 SIDES = ("baseline", "bronze", "chain", "floor", "fused")
 CHAINS = ("chain", "floor", "fused")  # sides with a silver and a gold layer
@@ -84,8 +83,8 @@ class Side:
         self.name = name
         self.settings = settings
         self.golds: dict[str, tuple[str, str]] = {}
-        # The checkpoint of the query that writes every layer in one batch (the fused floor,
-        # the chain in the fused topology): gold is visible when its batch has committed.
+        # The checkpoint of the query that writes every layer in one batch (the fused floor):
+        # gold is visible when its batch has committed.
         self.fused_checkpoint: str | None = None
         self.gold_paths: dict[str, str] = {}
         if name in FLOORS:
@@ -109,14 +108,11 @@ class Side:
                 if any(s.table == "silver.orders" for s in t.sources)
             ]
             self.gold_paths = {t.name: settings.table_path(GOLD, t.name) for t in fed}
-            if settings.pipeline.topology == "fused":
-                orders = orders_source(settings)
-                self.fused_checkpoint = settings.checkpoint_path(BRONZE, orders.table_name)
-            else:
-                self.golds = {
-                    t.name: (self.gold_paths[t.name], settings.checkpoint_path(GOLD, t.name))
-                    for t in fed
-                }
+            # Gold has a query per table in both topologies.
+            self.golds = {
+                t.name: (self.gold_paths[t.name], settings.checkpoint_path(GOLD, t.name))
+                for t in fed
+            }
 
     def landed(self, records: int) -> bool:
         """Whether `records` order events are visible in the side's last layer."""
@@ -138,9 +134,8 @@ class Side:
             layers = {"bronze": self.entry, "silver": self.silver}
         found = {layer: measure.row_freshness_ms(path, since_ms) for layer, path in layers.items()}
         if self.fused_checkpoint is not None:
-            record = ("partition", "offset") if self.name == "fused" else RECORD[1:]
             found["gold"] = measure.kafka_batch_freshness_ms(
-                self.fused_checkpoint, self.silver, since_ms, record
+                self.fused_checkpoint, self.silver, since_ms, ("partition", "offset")
             )
         if self.golds:
             # A row is fresh in gold when every gold table it feeds shows it.

@@ -32,7 +32,6 @@ from streaming.tables import hadoop_path
 log = logging.getLogger(__name__)
 
 TXN = "headwater_txn"
-USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 class LogCleaned(Exception):
@@ -189,9 +188,6 @@ def append_exactly_once(
     if committed(spark, rows, path, app_id, batch_id, record_columns):
         return False
     metadata = {TXN: [app_id, batch_id]}
-    batch_tag = spark.conf.get(USER_METADATA_CONF, None)
-    if batch_tag:
-        metadata.update(json.loads(batch_tag))
     writer = rows.write.format("delta").mode("append")
     if partition_by:
         writer = writer.partitionBy(partition_by)

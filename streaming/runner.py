@@ -21,8 +21,8 @@ from streaming.bronze import PARTITION_COLUMN as BRONZE_PARTITION
 from streaming.bronze import query_name as bronze_query_name
 from streaming.config import Settings, Source, Topology
 from streaming.errors import HeadwaterError
-from streaming.fused import fused_gold_tables, start_fused
 from streaming.fused import query_name as fused_query_name
+from streaming.fused import start_fused
 from streaming.gold.definitions import GoldTable, load_gold_tables
 from streaming.gold.maintain import ensure_gold_table, start_gold
 from streaming.gold.maintain import query_name as gold_query_name
@@ -98,8 +98,8 @@ def start_streams(
     topology: Topology | None = None,
 ) -> list[StreamingQuery]:
     """Start the queries of `layers` for `sources` in `topology` (default: the run's, see
-    `effective_topology`): fused, one query per source writing every layer; layered, bronze
-    for every source, silver for sources with a contract, gold per table. Queries start
+    `effective_topology`): fused, one query per source writing bronze and silver; layered,
+    bronze for every source, silver for sources with a contract; gold per table in both. Queries start
     together (their tables are created first); on a failure, those started are stopped."""
     for layer in layers:
         if layer not in LAYERS:
@@ -107,24 +107,28 @@ def start_streams(
     topology = topology or effective_topology(settings, layers)
     fused = topology == "fused"
     golds = gold_tables_for(settings, sources, gold_tables, fused=fused) if "gold" in layers else []
-    starters: list[Callable[[], StreamingQuery]] = []
-    if fused:
-        # A gold table's recompute reads every silver table it is declared over, those of
-        # sources not in this run included: they exist (empty at first) before it runs.
+    if fused and "gold" in layers:
+        # A gold table reads every silver table it is declared over, those of sources not in
+        # this run included: they exist (empty at first) before it starts.
         feeding = [
-            s
-            for s in settings.pipeline.sources
-            if s in sources or fused_gold_tables(settings, s, golds)
+            s for s in settings.pipeline.sources if s in sources or feeds(settings, s, golds)
         ]
         prepare_tables(spark, settings, feeding, golds, LAYERS)
     else:
         prepare_tables(spark, settings, sources, golds, layers)
+    starters: list[Callable[[], StreamingQuery]] = []
     if fused:
-        for source in sources:
-            starters.append(
-                functools.partial(
-                    start_fused, spark, settings, source, golds, available_now=available_now
+        # One query per source writes its bronze and silver; gold follows as in layered.
+        if "bronze" in layers:
+            for source in sources:
+                starters.append(
+                    functools.partial(
+                        start_fused, spark, settings, source, available_now=available_now
+                    )
                 )
+        for table in golds:
+            starters.append(
+                functools.partial(start_gold, spark, settings, table, available_now=available_now)
             )
     else:
         for layer in layers:
@@ -256,19 +260,15 @@ def stream_ids(
 def query_names(settings: Settings) -> dict[str, str]:
     """The query that writes each stream of the whole pipeline as `headwater run` runs it, by
     stream id (bronze:<topic>, silver:<topic>, gold:<table>): in the fused topology a topic's
-    query writes its bronze and silver streams, and a gold table is named after the query of
-    the first source that feeds it."""
+    query writes its bronze and silver streams; a gold table has its query in both."""
     sources = settings.pipeline.sources
     ids = stream_ids(settings, sources, LAYERS)
     if settings.pipeline.topology == "layered":
         names = {f"bronze:{s.topic}": bronze_query_name(s) for s in sources}
         names |= {f"silver:{s.topic}": silver_query_name(s) for s in sources}
-        names |= {f"gold:{t.name}": gold_query_name(t) for t in gold_tables_for(settings, sources)}
-        return {stream: names[stream] for stream in ids}
-    names = {f"{layer}:{s.topic}": fused_query_name(s) for s in sources for layer in LAYERS[:2]}
-    for table in gold_tables_for(settings, sources):
-        feeding = [s for s in sources if fused_gold_tables(settings, s, [table])]
-        names[f"gold:{table.name}"] = fused_query_name(feeding[0])
+    else:
+        names = {f"{layer}:{s.topic}": fused_query_name(s) for s in sources for layer in LAYERS[:2]}
+    names |= {f"gold:{t.name}": gold_query_name(t) for t in gold_tables_for(settings, sources)}
     return {stream: names[stream] for stream in ids}
 
 
@@ -280,10 +280,9 @@ def gold_tables_for(
     fused: bool = False,
 ) -> list[GoldTable]:
     """The gold tables whose sources are all silver tables of these sources' streams (only
-    those named, when `names` is given). `fused`: every gold table one of them feeds, for a
-    fused query writes the gold tables its topic feeds in the batch that writes silver (its
-    recompute reads the other sources' silver tables as they are), or its rows never reach
-    them."""
+    those named, when `names` is given). `fused`: every gold table one of them feeds (a run
+    of the whole pipeline in the fused topology starts them all; a gold recompute reads the
+    other sources' silver tables as they are)."""
     from streaming.silver.streams import cdc_contract, event_contract
 
     silver: set[str] = set()
@@ -299,6 +298,24 @@ def gold_tables_for(
         for t in load_gold_tables(settings)
         if fed(s.table in silver for s in t.sources) and (names is None or t.name in names)
     ]
+
+
+def feeds(settings: Settings, source: Source, golds: Sequence[GoldTable]) -> bool:
+    """Whether one of `golds` reads a silver table of `source`."""
+    fed = {t.name for t in gold_tables_for(settings, [source], fused=True)}
+    return any(t.name in fed for t in golds)
+
+
+def rounds_of(layers: Sequence[str], topology: Topology, *, available_now: bool) -> list[list[str]]:
+    """The layers each round of a run starts together: all at once when continuous; caught
+    up one after another with availableNow (a layer reads all of the one before), the fused
+    topology's bronze and silver in one round (one query writes both)."""
+    if not available_now:
+        return [list(layers)]
+    if topology == "fused":
+        groups = [[x for x in layers if x != "gold"], [x for x in layers if x == "gold"]]
+        return [g for g in groups if g]
+    return [[layer] for layer in layers]
 
 
 def stop_queries(
@@ -398,9 +415,7 @@ def switch_topology(
             topology,
             old,
         )
-        golds = gold_tables_for(settings, switching)
-        rounds = [list(LAYERS)] if old == "fused" else [[layer] for layer in LAYERS]
-        for round_layers in rounds:
+        for round_layers in rounds_of(LAYERS, old, available_now=True):
             run_round(
                 spark,
                 settings,
@@ -413,16 +428,14 @@ def switch_topology(
         if stop.is_set():
             return
         if topology == "layered":
-            restart_at_end(spark, settings, layered_inputs(settings, switching, golds))
+            restart_at_end(spark, settings, layered_inputs(settings, switching))
     for source in sources:
         record_topology(settings, source, topology)
 
 
-def layered_inputs(
-    settings: Settings, sources: Sequence[Source], golds: Sequence[GoldTable]
-) -> dict[str, list[str]]:
-    """The layered silver and gold checkpoints of `sources` (and `golds`), each with the
-    tables its query reads."""
+def layered_inputs(settings: Settings, sources: Sequence[Source]) -> dict[str, list[str]]:
+    """The layered silver checkpoints of `sources`, each with the table its query reads (gold
+    has the same queries in both topologies: its checkpoints carry over)."""
     inputs: dict[str, list[str]] = {}
     for source in sources:
         events, cdc = event_contract(settings, source), cdc_contract(settings, source)
@@ -431,10 +444,6 @@ def layered_inputs(
             inputs[settings.checkpoint_path("silver", events.silver_table)] = bronze
         if cdc is not None:
             inputs[settings.checkpoint_path("silver", cdc.silver_table)] = bronze
-    for table in golds:
-        inputs[settings.checkpoint_path("gold", table.name)] = [
-            settings.table_path_by_name(s.table) for s in table.sources
-        ]
     return inputs
 
 
@@ -496,8 +505,6 @@ def run_streams(
         check_access(settings.profile.kafka)
     stop = stop or threading.Event()
     topology = effective_topology(settings, layers)
-    fused = topology == "fused"
-    rounds = [[layer] for layer in layers] if available_now and not fused else [list(layers)]
     # A switch of topology drains every layer of the sources that switch: lock them all.
     locks = stream_ids(settings, sources, layers, gold_tables)
     if switching_sources(spark, settings, settings.pipeline.sources, topology):
@@ -507,7 +514,7 @@ def run_streams(
         ProgressRecorder(spark, settings) as recorder,
     ):
         switch_topology(spark, settings, topology, stop=stop)
-        for round_layers in rounds:
+        for round_layers in rounds_of(layers, topology, available_now=available_now):
             if stop.is_set():
                 break
             ran = run_round(
@@ -518,6 +525,7 @@ def run_streams(
                 available_now=available_now,
                 stop=stop,
                 gold_tables=gold_tables,
+                topology=topology,
             )
             if not recorder.wait_for_termination(ran):
                 log.warning(

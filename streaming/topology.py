@@ -1,17 +1,18 @@
 """Which topology last wrote a source's tables, and what a switch between the two needs.
 
-- fused: one query per Kafka topic (checkpoint: bronze's) writes bronze, then silver, then
-  the gold tables the topic feeds, in each micro-batch;
+- fused: one query per Kafka topic (checkpoint: bronze's) writes bronze, then silver, in
+  each micro-batch;
 - layered: one query per table, each reading the layer before it as a Delta stream.
 
-Both write the same tables, and the Kafka offsets live in the same checkpoint (bronze's), so
-a switch keeps them. What does not carry over is a half-done batch (each topology makes its
-own writes idempotent) and the layered silver and gold checkpoints, which a fused period
-leaves behind the tables they read. So a switch drains the old topology first (an
-availableNow run: every batch it began is finished, every record of Kafka is in gold), and a
-switch to layered then starts silver and gold afresh at the end of the tables they read
-(their old checkpoints are set aside, `startingVersion` = the table's next version).
-The runner does the switch (streaming/runner.py); this module keeps the records.
+Gold has a query per table, reading silver as Delta streams, in both. Both topologies write
+the same tables, and the Kafka offsets live in the same checkpoint (bronze's), so a switch
+keeps them. What does not carry over is a half-done batch (each topology makes its own
+writes idempotent) and the layered silver checkpoints, which a fused period leaves behind the
+bronze tables they read. So a switch drains the old topology first (an availableNow run:
+every batch it began is finished, every record of Kafka is in gold), and a switch to layered
+then starts silver afresh at the end of bronze (its old checkpoints are set aside,
+`startingVersion` = the table's next version). The runner does the switch
+(streaming/runner.py); this module keeps the records.
 """
 
 from __future__ import annotations

@@ -21,9 +21,6 @@ from typing import Any
 
 from streaming.delta_log import _commits, local_path
 
-# The key of the userMetadata each commit of a fused batch carries (streaming/fused.py).
-BATCH_TAG = "headwater_batch"
-
 
 @dataclass(frozen=True)
 class Commit:
@@ -31,7 +28,6 @@ class Commit:
     landed_ms: int  # mtime of the commit file: when readers can see it
     rows_added: int  # rows of files added with dataChange (appends, MERGE inserts)
     files_added: tuple[str, ...]
-    batch: str | None = None  # the fused query's "<query>:<batch id>" that wrote it
 
 
 def commits(location: str) -> list[Commit]:
@@ -39,17 +35,15 @@ def commits(location: str) -> list[Commit]:
     found = []
     for path in _commits(location):
         version = int(path.name[:20])
-        rows, files, batch = 0, [], None
+        rows, files = 0, []
         for line in path.read_text().splitlines():
             action = json.loads(line) if line.strip() else {}
             add = action.get("add")
             if add and add.get("dataChange", True):
                 files.append(add["path"])
                 rows += json.loads(add.get("stats") or "{}").get("numRecords", 0)
-            if "commitInfo" in action:
-                batch = _batch_of(action["commitInfo"].get("userMetadata"))
         landed = path.stat().st_mtime_ns // 1_000_000
-        found.append(Commit(version, landed, rows, tuple(files), batch))
+        found.append(Commit(version, landed, rows, tuple(files)))
     return found
 
 
@@ -71,17 +65,6 @@ def stamped_rows(
             for ts, *values in zip(stamps.to_pylist(), *others, strict=True):
                 if ts is not None and ts >= since_ms:
                     yield commit, ts, tuple(values)
-
-
-def _batch_of(user_metadata: object) -> str | None:
-    """The fused batch a commit's userMetadata names (streaming/fused.py), if any."""
-    if not isinstance(user_metadata, str) or BATCH_TAG not in user_metadata:
-        return None
-    try:
-        value = json.loads(user_metadata).get(BATCH_TAG)
-    except (ValueError, AttributeError):
-        return None
-    return str(value) if value is not None else None
 
 
 def version_landed_ms(location: str) -> dict[int, int]:
@@ -121,31 +104,12 @@ def visible_downstream_ms(checkpoint: str, source_location: str) -> dict[int, in
     return visible
 
 
-def visible_in_same_batch_ms(target: str, source_location: str) -> dict[int, int]:
-    """Source table version -> when the table at `target` landed its first commit of the
-    fused batch that wrote that version (both carry the batch's tag), for every tagged
-    version whose batch has written `target`."""
-    landed: dict[str, int] = {}
-    for commit in commits(target):
-        if commit.batch is not None:
-            landed.setdefault(commit.batch, commit.landed_ms)
-    return {
-        c.version: landed[c.batch]
-        for c in commits(source_location)
-        if c.batch is not None and c.batch in landed
-    }
-
-
-def visible_in_gold_ms(gold: str, checkpoint: str, source_location: str) -> dict[int, int]:
-    """Source table version -> when gold (table at `gold`) had it, in either topology: the
-    layered gold stream's checkpoint (`visible_downstream_ms`) for the versions it read, the
-    fused batch's gold commit for the versions a fused query wrote."""
-    seen: dict[int, int] = {}
-    if (local_path(checkpoint) / "commits").is_dir():
-        seen.update(visible_downstream_ms(checkpoint, source_location))
-    if local_path(gold).joinpath("_delta_log").is_dir():
-        seen.update(visible_in_same_batch_ms(gold, source_location))
-    return seen
+def visible_in_gold_ms(checkpoint: str, source_location: str) -> dict[int, int]:
+    """Source table version -> when the gold stream checkpointed at `checkpoint` had it (in
+    both topologies a gold table has its own query); nothing while it has no commits."""
+    if not (local_path(checkpoint) / "commits").is_dir():
+        return {}
+    return visible_downstream_ms(checkpoint, source_location)
 
 
 @dataclass(frozen=True)
@@ -178,8 +142,7 @@ def event_freshness(
     after `since_ms`: Kafka timestamp -> the silver commit that holds them, and -> each gold
     table (by name: its location and its layered stream's checkpoint, `golds[name]`)."""
     gold_seen = {
-        name: visible_in_gold_ms(gold, checkpoint, silver)
-        for name, (gold, checkpoint) in golds.items()
+        name: visible_in_gold_ms(checkpoint, silver) for name, (_, checkpoint) in golds.items()
     }
     to_silver: list[int] = []
     to_gold: dict[str, list[int]] = {name: [] for name in golds}
@@ -218,8 +181,7 @@ def change_freshness(
     snapshot's time, not a commit's, and are left out; so are changes not visible yet."""
     current_landed = sorted(c.landed_ms for c in commits(current))
     gold_seen = {
-        name: visible_in_gold_ms(gold, checkpoint, changes)
-        for name, (gold, checkpoint) in golds.items()
+        name: visible_in_gold_ms(checkpoint, changes) for name, (_, checkpoint) in golds.items()
     }
     to_current: list[int] = []
     to_gold: dict[str, list[int]] = {name: [] for name in golds}

@@ -5,11 +5,11 @@ streams, so the table has one writer and one checkpoint), maps them to the gold 
 touch, recomputes those keys from the declaration, and MERGEs: keys that still have a row are
 updated or inserted, keys that no longer have one are deleted. The recompute reads the sources
 as they are now, so a replayed batch writes the same rows: the MERGE is idempotent.
+The gold queries are the same in both topologies (streaming/fused.py).
 """
 
 from __future__ import annotations
 
-import threading
 from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
@@ -23,19 +23,6 @@ from streaming.tables import ensure_delta_table, has_delta_log
 from streaming.topology import starting_version
 
 LAYER = "gold"
-
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-_WRITE_LOCKS_GUARD = threading.Lock()
-
-
-def write_lock(path: str) -> threading.Lock:
-    """The driver's one lock of the gold table at `path`. A gold table fed by several sources
-    is written by several queries of one driver in the fused topology: each recomputes its
-    keys from the silver tables as they are and MERGEs under this lock, so the last MERGE of
-    a key always read every silver commit before it (two unserialized recomputes could land
-    an older one last)."""
-    with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(path, threading.Lock())
 
 
 def query_name(table: GoldTable) -> str:
@@ -52,19 +39,18 @@ class GoldBatchWriter:
         self.key_columns = [f"_gk_{k}" for k in sorted(table.keys)]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        # This thread's jobs run in the query's own scheduler pool (FAIR between pools): a
+        # MERGE does not queue the Kafka queries' batches behind it.
+        batch.sparkSession.sparkContext.setLocalProperty(
+            "spark.scheduler.pool", query_name(self.table)
+        )
         touched = batch.select(*self.key_columns).distinct().localCheckpoint(eager=True)
         try:
-            # The query's own session: its temp views are its own.
-            self.apply(batch.sparkSession, touched)
+            if not touched.isEmpty():
+                # The query's own session: its temp views are its own.
+                self._merge(batch.sparkSession, touched)
         finally:
             touched.unpersist()
-
-    def apply(self, spark: SparkSession, touched: DataFrame) -> None:
-        """Recompute the gold rows of the `touched` keys (columns _gk_<key>) and MERGE them,
-        under the table's driver lock; nothing when no key was touched."""
-        with write_lock(self.path):
-            if not touched.isEmpty():
-                self._merge(spark, touched)
 
     def _merge(self, spark: SparkSession, touched: DataFrame) -> None:
         from delta.tables import DeltaTable

@@ -38,7 +38,6 @@ from streaming.silver.events import (
     QUARANTINE,
     RECORD,
     SILVER,
-    NewRows,
     append_duplicates,
     append_quarantine,
     classify,
@@ -213,13 +212,10 @@ class CdcBatchWriter:
         settings: Settings,
         source: Source,
         contract: CdcContract,
-        downstream: NewRows | None = None,
         app_id: str | None = None,
     ) -> None:
         self.contract = contract
-        self.downstream = downstream
         table = contract.silver_table
-        self.changes_table = f"{SILVER}.{table}_changes"
         self.changes_path = settings.table_path(SILVER, f"{table}_changes")
         self.current_path = settings.table_path(SILVER, table)
         self.history_path = settings.table_path(SILVER, f"{table}_history")
@@ -264,8 +260,6 @@ class CdcBatchWriter:
             append_duplicates(classified, CHANGE_KEY, self.duplicates_path, self.app_id, batch_id)
             if new.isEmpty():
                 return  # every change was applied before: current rows and history stand
-            if self.downstream is not None:
-                self.downstream(self.changes_table, new)
             key = self.contract.key
             touched = new.select(key).distinct()
             all_changes = read_delta(spark, self.changes_path)

@@ -14,7 +14,6 @@ duplicate test compares Kafka coordinates, so a replay classifies every record t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -36,11 +35,6 @@ EVENT_DATE = "event_date"
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 RECORD = KAFKA_COLUMNS[:3]  # what identifies a Kafka record
 HORIZON = timedelta(hours=24)
-
-# Told, within a batch, the rows it added to a silver table (qualified name, rows): how the
-# fused topology learns which gold keys the batch touched. The rows are valid only during
-# the call.
-NewRows = Callable[[str, DataFrame], None]
 
 
 def _coordinates() -> list[Column]:
@@ -161,11 +155,9 @@ class EventBatchWriter:
         settings: Settings,
         source: Source,
         contract: Contract,
-        downstream: NewRows | None = None,
         app_id: str | None = None,
     ) -> None:
         self.settings = settings
-        self.downstream = downstream
         self.source = source
         self.contract = contract
         self.compiled = compile_contract(contract)
@@ -228,8 +220,6 @@ class EventBatchWriter:
             append_duplicates(
                 classified, self.id_column, self.duplicates_path, self.app_id, batch_id
             )
-            if self.downstream is not None:
-                self.downstream(f"{SILVER}.{self.contract.silver_table}", new)
         finally:
             classified.unpersist()
 

@@ -1,5 +1,6 @@
 """In the fused topology a gold table fed by several topics is exact whichever of them run:
-a run of one topic writes the gold tables it feeds, reading the others' silver as it is."""
+a run of one topic runs the gold tables it feeds after its silver, reading the others'
+silver as it is."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def test_one_topic_at_a_time_keeps_a_gold_table_of_two_topics_exact(
 ) -> None:
     orders, payments, customers = shop.pipeline.sources
     assert shop.pipeline.topology == "fused"
-    # A fused run of the orders topic holds the lock of every gold table orders feed.
+    # A fused run of the orders topic runs (and holds the lock of) every gold table orders feed.
     assert "gold:customer_orders" in stream_ids(shop, [orders], ["bronze", "silver", "gold"])
     changes = send_changes(
         shop,

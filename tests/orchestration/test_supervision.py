@@ -32,7 +32,7 @@ from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
 from streaming.locks import Holder, StreamBusy, holder
 from streaming.progress import read_heartbeats
-from streaming.runner import run_streams
+from streaming.runner import query_names, run_streams
 from tests.helpers import (
     START,
     bronze_records,
@@ -261,6 +261,15 @@ def test_a_killed_continuous_run_is_restarted_once_and_nothing_is_lost_or_double
             "the continuous run to catch up with the first 200 records",
         )
         assert first.poll() is None, dagster.log_tail()
+        # The rows land before the batch that wrote them ends and its progress (the
+        # heartbeat the supervisor reads) is reported.
+        bronze_query = query_names(pipeline)[f"bronze:{orders}"]
+        wait_until(
+            lambda: (beat := read_heartbeats(pipeline).get(bronze_query)) is not None
+            and beat.batch_timestamp is not None,
+            START_S,
+            "the bronze stream's heartbeat to report its first batch",
+        )
 
         # Healthy: the sensor observes every table and requests nothing.
         healthy = dagster.tick(pipeline)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_fused_queries_write_a_topics_every_layer_and_layered_ones_a_table_each() -> None:
+def test_fused_queries_write_a_topics_bronze_and_silver_and_gold_has_its_own_in_both() -> None:
     fused = load_settings(REPO / "conf", "local", environ={})
     assert fused.pipeline.topology == "fused"
     assert query_names(fused) == {
@@ -24,9 +24,9 @@ def test_fused_queries_write_a_topics_every_layer_and_layered_ones_a_table_each(
         "silver:shop.orders": "fused_shop_orders",
         "silver:shop.payments": "fused_shop_payments",
         "silver:shop.public.customers": "fused_shop_public_customers",
-        # A gold table is named after the first topic that feeds it.
-        "gold:customer_orders": "fused_shop_orders",
-        "gold:revenue_per_minute": "fused_shop_orders",
+        # Gold follows silver with a query per table in both topologies.
+        "gold:customer_orders": "gold_customer_orders",
+        "gold:revenue_per_minute": "gold_revenue_per_minute",
     }
     layered = fused.model_copy(
         update={"pipeline": fused.pipeline.model_copy(update={"topology": "layered"})}
