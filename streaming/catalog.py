@@ -32,6 +32,8 @@ class Table:
     # reads the table it writes (to deduplicate, to MERGE) may commit a write that depends on
     # files it read, and a compaction that replaced them meanwhile fails that batch.
     blind_appends: bool = False
+    # The column that says when a row's event happened, where the table has one.
+    event_time: str | None = None
 
     @property
     def qualified(self) -> str:
@@ -55,6 +57,7 @@ def pipeline_tables(settings: Settings) -> list[Table]:
                 tuple(dict.fromkeys(s.table for s in gold.sources)),
                 f"{GOLD}:{gold.name}",
                 gold.day_column,
+                event_time=gold.day_column,
             )
         )
     return tables
@@ -94,6 +97,7 @@ def _silver(settings: Settings, source: Source) -> list[Table]:
                 stream,
                 day,
                 source.topic,
+                event_time=events.fields.event_time,
             )
         )
     if cdc is not None:

@@ -205,6 +205,11 @@ class OrchestrationSettings(_Frozen):
         180.0,
         description="a running continuous pipeline with no stream progress this long is stuck",
     )
+    checks_every_minutes: Annotated[float, Field(gt=0)] = Field(
+        10.0,
+        description="the quality checks (expectations, reconciliation, freshness) run this "
+        "often in either mode, the first time soon after Dagster starts",
+    )
     owners: tuple[str, ...] = ("team:data-platform",)
     freshness: FreshnessSettings = FreshnessSettings()
     alerting: AlertingSettings = AlertingSettings()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -144,3 +145,78 @@ def _rows(add: dict[str, object], location: str) -> int:
     vector = add.get("deletionVector")
     hidden = int(vector.get("cardinality", 0)) if isinstance(vector, dict) else 0
     return records - hidden
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a table's commits after some version wrote, read from its log alone."""
+
+    version: int  # the newest version read
+    commits: int  # commits that changed data (maintenance and property changes left out)
+    rows_added: int  # net: rows of the files added less those of the files removed
+    rows_total: int | None  # live rows at `version` (None: the log cannot say, see live_rows)
+    landed_ms: int  # when the newest data commit landed (its file's mtime)
+    rows_by_day: dict[str, int]  # net rows per day of the table's day column (ISO dates)
+    newest: dict[str, str]  # per asked column, its largest value in the added files
+
+
+def written_since(
+    location: str,
+    after: int,
+    *,
+    day_column: str | None = None,
+    columns: Sequence[str] = (),
+) -> Written | None:
+    """The data commits of the local Delta table at `location` after version `after` (-1: all
+    of them); None when there are none. Rows per day come from the files' partition values
+    when the table is partitioned by `day_column`, else from the column's statistics (a
+    file's rows go to the newest day it holds). `newest` reads the statistics of `columns`."""
+    commits = [c for c in _commits(location) if int(c.name[:20]) > after]
+    if not commits:
+        return None
+    changed, net, landed = 0, 0, 0
+    by_day: dict[str, int] = {}
+    newest: dict[str, str] = {}
+    for commit in commits:
+        data = False
+        for line in commit.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            kind = "add" if "add" in action else "remove" if "remove" in action else None
+            if kind is None or not action[kind].get("dataChange", True):
+                continue
+            file = action[kind]
+            stats = json.loads(file.get("stats") or "{}")
+            rows = int(stats.get("numRecords", 0)) * (1 if kind == "add" else -1)
+            net += rows
+            data = True
+            day = _day_of(file, stats, day_column)
+            if day is not None:
+                by_day[day] = by_day.get(day, 0) + rows
+            if kind == "add":
+                for column in columns:
+                    value = (stats.get("maxValues") or {}).get(column)
+                    if isinstance(value, str) and value > newest.get(column, ""):
+                        newest[column] = value
+        if data:
+            changed += 1
+            landed = commit.stat().st_mtime_ns // 1_000_000
+    if not changed:
+        return None
+    try:
+        total = live_rows(location)
+    except DeltaLogError:
+        total = None
+    if after < 0 and total is not None:
+        net = total  # the whole table: its early commits may have been cleaned up
+    return Written(int(commits[-1].name[:20]), changed, net, total, landed, by_day, newest)
+
+
+def _day_of(file: dict[str, Any], stats: dict[str, Any], column: str | None) -> str | None:
+    """The day (ISO date) a file's rows belong to by `column`: its partition value, else the
+    newest value its statistics hold."""
+    if column is None:
+        return None
+    value = (file.get("partitionValues") or {}).get(column)
+    if value is None:
+        value = (stats.get("maxValues") or {}).get(column)
+    return str(value)[:10] if value else None

@@ -24,6 +24,11 @@ from typing import IO
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
 
+# The owner of the locks table maintenance takes (streaming/maintenance.py): a stream waits for
+# them rather than failing, and the supervisor does not take them for a pipeline.
+MAINTENANCE_OWNER = "headwater maintenance"
+MAINTENANCE_POLL_S = 0.5
+
 
 class StreamBusy(HeadwaterError):
     """A stream is already being written by someone else."""
@@ -35,6 +40,11 @@ class Holder:
     pid: int
     owner: str
     since: float
+
+    @property
+    def is_maintenance(self) -> bool:
+        """Whether table maintenance holds the lock (for one table's compaction, seconds)."""
+        return self.owner.startswith(MAINTENANCE_OWNER)
 
     def describe(self) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
@@ -73,26 +83,36 @@ def _read(stream: str, text: str) -> Holder:
 
 
 @contextmanager
-def stream_locks(settings: Settings, streams: Iterable[str], owner: str) -> Iterator[None]:
+def stream_locks(
+    settings: Settings, streams: Iterable[str], owner: str, *, wait_for_maintenance_s: float = 0.0
+) -> Iterator[None]:
     """Hold the locks of `streams` for the duration of the block.
 
-    Takes all or none: raises StreamBusy naming the holder of the first busy stream.
+    Takes all or none: raises StreamBusy naming the holder of the first busy stream. A lock
+    that table maintenance holds is waited for, up to `wait_for_maintenance_s`.
     """
     held: list[IO[str]] = []
     lock_dir(settings).mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_for_maintenance_s
     try:
         for stream in dict.fromkeys(streams):
             handle: IO[str] = _file(settings, stream).open("a+")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                busy = _read(stream, handle.read())
-                handle.close()
-                raise StreamBusy(
-                    f"stream {stream} is already running in {busy.describe()}: one checkpoint "
-                    "has one writer, so stop that run first (or wait for it to finish)"
-                ) from None
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    handle.seek(0)
+                    busy = _read(stream, handle.read())
+                    if busy.is_maintenance and time.monotonic() < deadline:
+                        time.sleep(MAINTENANCE_POLL_S)
+                        continue
+                    handle.close()
+                    raise StreamBusy(
+                        f"stream {stream} is already running in {busy.describe()}: one "
+                        "checkpoint has one writer, so stop that run first (or wait for it to "
+                        "finish)"
+                    ) from None
             handle.seek(0)
             handle.truncate()
             handle.write(

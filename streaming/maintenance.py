@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 from streaming.catalog import Table, pipeline_tables
 from streaming.config import Settings, TableMaintenance, log_retention_hours
 from streaming.errors import ConfigError
-from streaming.locks import StreamBusy, holder, stream_locks
+from streaming.locks import MAINTENANCE_OWNER, StreamBusy, holder, stream_locks
 from streaming.tables import has_delta_log
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def maintained_tables(settings: Settings, names: Sequence[str] = ()) -> list[Tab
 
 
 def maintain_table(
-    spark: SparkSession, settings: Settings, qualified: str, *, owner: str = "headwater maintenance"
+    spark: SparkSession, settings: Settings, qualified: str, *, owner: str = MAINTENANCE_OWNER
 ) -> MaintenanceResult:
     """Compact and clean table 'layer.table' as conf says; returns what was done.
 

@@ -77,6 +77,8 @@ def explain_failure(query_name: str, exc: BaseException) -> StreamFailed:
 
 
 LAYERS = ("bronze", "silver", "gold")
+# How long a run waits for table maintenance to let go of a stream it wants.
+MAINTENANCE_WAIT_S = 300.0
 
 
 def effective_topology(settings: Settings, layers: Sequence[str]) -> Topology:
@@ -510,7 +512,8 @@ def run_streams(
     if switching_sources(spark, settings, settings.pipeline.sources, topology):
         locks = list(dict.fromkeys([*locks, *switch_locks(settings)]))
     with (
-        stream_locks(settings, locks, owner),
+        # Maintenance holds a table's stream for its compaction only: wait for it.
+        stream_locks(settings, locks, owner, wait_for_maintenance_s=MAINTENANCE_WAIT_S),
         ProgressRecorder(spark, settings) as recorder,
     ):
         switch_topology(spark, settings, topology, stop=stop)

@@ -59,7 +59,12 @@ def dagster_home(settings: Settings) -> Path:
 
 def instance_yaml(storage: DagsterStorageSettings | None = None) -> str:
     """The text of dagster.yaml for `storage` (None: Dagster's local default storage)."""
-    config: dict[str, Any] = {"run_queue": RUN_QUEUE, "telemetry": {"enabled": False}}
+    # freshness: the daemon evaluates the assets' freshness policies (orchestration/defs/freshness.py).
+    config: dict[str, Any] = {
+        "run_queue": RUN_QUEUE,
+        "telemetry": {"enabled": False},
+        "freshness": {"enabled": True},
+    }
     if storage is not None:
         pg = storage.postgres
         db: dict[str, Any] = {

@@ -65,6 +65,18 @@ def test_asset_graph_has_every_table_of_conf_with_its_lineage() -> None:
         assert graph.get(key).group_name == "gold"
         assert graph.get(key).kinds == {"spark", "delta"}
     assert set(graph.get_all_asset_keys()) == expected
+    # Freshness policies: conf's SLA (minutes) as the fail window of every bronze, silver and
+    # gold table; quarantine and duplicates may stay quiet.
+    sla = settings.pipeline.orchestration.freshness
+    for key in expected:
+        layer = key.path[0]
+        policy = graph.get(key).freshness_policy
+        if layer in ("bronze", "silver", "gold"):
+            assert policy is not None, key
+            minutes = sla.sla_minutes(f"{layer}.{key.path[1]}")
+            assert policy.fail_window.to_timedelta().total_seconds() == minutes * 60  # type: ignore[attr-defined]
+        else:
+            assert policy is None, key
     # Checks: contract/conf expectations (blocking) on silver and gold, reconciliation where
     # records must add up, freshness on every bronze, silver and gold table.
     specs = [graph.get_check_spec(k) for k in graph.asset_check_keys]

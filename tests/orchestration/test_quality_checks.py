@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,8 +28,9 @@ from orchestration.defs.quality.checks import (
     FRESHNESS,
     QUALITY_JOB,
     RECONCILIATION,
+    due_check_run,
     quality_checks,
-    quality_jobs_and_schedules,
+    quality_job_and_cadence,
 )
 from orchestration.defs.resources import HeadwaterResource
 from streaming.bronze import BRONZE_SCHEMA, PARTITION_COLUMN
@@ -47,12 +49,12 @@ WEBHOOK_ENV = "HEADWATER_ALERT_WEBHOOK"
 def definitions(settings: Settings) -> dg.Definitions:
     """The checks and the quality job over plain asset specs of every table (the lead's
     silver and gold assets are not needed to run checks)."""
-    jobs, schedules = quality_jobs_and_schedules(settings)
+    job, cadence = quality_job_and_cadence(settings)
     return dg.Definitions(
         assets=[dg.AssetSpec(table_key(t)) for t in pipeline_tables(settings)],
         asset_checks=quality_checks(settings),
-        jobs=jobs,
-        schedules=schedules,
+        jobs=[job],
+        sensors=[cadence],
         resources={
             "headwater": HeadwaterResource(conf_dir=str(settings.conf_dir), profile="local")
         },
@@ -311,6 +313,21 @@ def test_quality_job_covers_every_check_and_has_a_stopped_schedule() -> None:
     defs = definitions(settings)
     job = defs.resolve_job_def(QUALITY_JOB)
     assert job.asset_layer.asset_graph.asset_check_keys == keys
-    [schedule] = quality_jobs_and_schedules(settings)[1]
-    assert schedule.cron_schedule == "*/5 * * * *"
-    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    cadence = quality_job_and_cadence(settings)[1]
+    assert cadence.default_status == dg.DefaultSensorStatus.RUNNING  # in both modes
+
+
+def test_the_checks_run_at_the_first_tick_then_every_interval_of_conf(tmp_path: Path) -> None:
+    every_s = 600.0
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        first = due_check_run(instance, every_s, time.time())
+        assert isinstance(first, dg.RunRequest)
+        run = instance.create_run_for_job(dg.GraphDefinition("stand_in").to_job(name=QUALITY_JOB))
+        going = due_check_run(instance, every_s, time.time())
+        assert isinstance(going, dg.SkipReason) and "still going" in str(going.skip_message)
+        instance.report_run_failed(run)
+        began = instance.get_run_record_by_id(run.run_id).create_timestamp.timestamp()  # type: ignore[union-attr]
+        soon = due_check_run(instance, every_s, began + every_s - 1)
+        assert isinstance(soon, dg.SkipReason) and "next is due" in str(soon.skip_message)
+        due = due_check_run(instance, every_s, began + every_s)
+        assert isinstance(due, dg.RunRequest) and due.run_key != first.run_key

@@ -66,7 +66,11 @@ def test_local_profile_keeps_dagster_default_storage(tmp_path: Path) -> None:
     assert home == tmp_path / "state" / "dagster" == dagster_home(settings)
     text = (home / "dagster.yaml").read_text()
     assert text.startswith(HEADER)
-    assert yaml.safe_load(text) == {"run_queue": RUN_QUEUE, "telemetry": {"enabled": False}}
+    assert yaml.safe_load(text) == {
+        "run_queue": RUN_QUEUE,
+        "telemetry": {"enabled": False},
+        "freshness": {"enabled": True},  # the daemon evaluates the assets' freshness policies
+    }
 
 
 def test_postgres_storage_refers_to_the_password_by_its_variable(tmp_path: Path) -> None:
@@ -77,6 +81,7 @@ def test_postgres_storage_refers_to_the_password_by_its_variable(tmp_path: Path)
     assert yaml.safe_load(text) == {
         "run_queue": RUN_QUEUE,
         "telemetry": {"enabled": False},
+        "freshness": {"enabled": True},
         "storage": {
             "postgres": {
                 "postgres_db": {

@@ -123,3 +123,29 @@ def test_the_run_id_is_read_from_the_lock_owner() -> None:
     assert dagster_run_of(h) == RUN
     [h, *_] = [h for h in held_by("headwater demo").values() if h]
     assert dagster_run_of(h) is None
+
+
+def test_a_run_whose_worker_is_gone_is_replaced_at_the_next_tick() -> None:
+    """Dagster was killed with a continuous run going: after its restart the run still counts
+    as STARTED, but its worker process is gone; no need to wait for stuck_after_seconds."""
+    just_started = started(ago=20.0)
+    waiting = decide(situation(FREE, [just_started]))
+    assert waiting.action == "wait"  # without a recorded worker, a young run is starting
+    gone = Situation(NOW, FREE, [just_started], None, {}, STUCK, gone={RUN: "pid 77 on host-1"})
+    d = decide(gone)
+    assert d.action == "replace_stuck" and d.requests_run and d.alert
+    assert d.dead_run == RUN and d.terminate_run is None  # marked failed, not asked to stop
+    assert d.run_key == f"gone:{RUN}" and "pid 77" in d.reason
+
+
+def test_maintenance_holding_a_stream_is_not_a_pipeline() -> None:
+    """The hourly maintenance holds one table's stream for its compaction: the supervisor
+    starts the pipeline (which waits for that lock) instead of only observing."""
+    maintenance = {
+        STREAMS[0]: Holder(STREAMS[0], 99, f"headwater maintenance (dagster run {OLD}) on h", NOW),
+        STREAMS[1]: None,
+    }
+    d = decide(situation(maintenance))
+    assert (d.action, d.run_key) == ("start", "start:first")
+    other_job = held_by(f"dagster run {OLD}")
+    assert decide(situation(other_job)).action == "observe"

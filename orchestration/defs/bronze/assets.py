@@ -5,8 +5,11 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from orchestration.defs.freshness import freshness_policy
+from orchestration.defs.held import held_elsewhere, state_while_held
 from orchestration.defs.resources import HeadwaterResource
 from streaming.bronze import LAYER, query_name
+from streaming.catalog import pipeline_tables
 from streaming.config import Settings, Source
 from streaming.runner import run_streams
 from streaming.tables import read_delta
@@ -46,6 +49,7 @@ def bronze_tables(settings: Settings) -> dg.AssetsDefinition:
             group_name=LAYER,
             kinds={"spark", "delta"},
             owners=list(settings.pipeline.orchestration.owners),
+            freshness_policy=freshness_policy(settings, f"{LAYER}.{s.table_name}"),
             metadata={"path": settings.table_path(LAYER, s.table_name)},
         )
         for s in sources
@@ -57,6 +61,15 @@ def bronze_tables(settings: Settings) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult[None]]:
         """Catch the selected bronze tables up with Kafka, then stop."""
         chosen = [s for s in sources if bronze_key(s) in context.selected_asset_keys]
+        busy = held_elsewhere(settings, [f"{LAYER}:{s.topic}" for s in chosen])
+        if busy is not None:
+            tables = [
+                t
+                for t in pipeline_tables(settings)
+                if t.stream in {f"{LAYER}:{s.topic}" for s in chosen} and t.layer == LAYER
+            ]
+            yield from state_while_held(context, busy, tables)
+            return
         spark = headwater.spark()
         rows = run_streams(
             spark, settings, [s.topic for s in chosen], available_now=True, layers=[LAYER]

@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from orchestration.defs.held import held_elsewhere, state_while_held
 from orchestration.defs.metadata import delta_metadata, stream_metadata
 from orchestration.defs.partitions import TableRunConfig, day_partitions, days_of, wants_rebuild
 from orchestration.defs.resources import HeadwaterResource
@@ -37,10 +38,15 @@ def _gold_asset(settings: Settings, gold: GoldTable, table: Table) -> dg.AssetsD
         context: dg.AssetExecutionContext, headwater: HeadwaterResource, config: TableRunConfig
     ) -> Iterator[dg.MaterializeResult[None]]:
         """Catch the gold stream up with silver, or rebuild days (or all) from its definition."""
+        rebuild = wants_rebuild(context, config)
+        busy = None if rebuild else held_elsewhere(settings, [table.stream])
+        if busy is not None:
+            yield from state_while_held(context, busy, [table])
+            return
         spark = headwater.spark()
         since = datetime.now(UTC).replace(tzinfo=None)
         metadata: dict[str, Any]
-        if wants_rebuild(context, config):
+        if rebuild:
             days = days_of(context.partition_keys) if partitions else None
             # A gold stream MERGEing meanwhile conflicts in Delta, and one of the two retries.
             rebuilt = rebuild_gold(spark, settings, gold, days)

@@ -15,6 +15,7 @@ from pydantic import Field
 from orchestration.defs.keys import key_of
 from orchestration.defs.resources import HeadwaterResource
 from streaming.config import Settings
+from streaming.locks import MAINTENANCE_OWNER
 from streaming.maintenance import MaintenanceResult, maintain_table, maintained_tables
 
 JOB = "maintain_tables"
@@ -73,7 +74,10 @@ def maintenance_job(settings: Settings) -> dg.JobDefinition:
         for table in tables:
             try:
                 result = maintain_table(
-                    spark, current, table.qualified, owner=f"dagster run {context.run_id}"
+                    spark,
+                    current,
+                    table.qualified,
+                    owner=f"{MAINTENANCE_OWNER} (dagster run {context.run_id})",
                 )
             except Exception as exc:  # one table's failure must not keep the others unmaintained
                 failed[table.qualified] = (str(exc).strip().splitlines() or [repr(exc)])[0]

@@ -7,6 +7,7 @@ error and warn expectations, and a blocking check on silver never waits on a gol
 checks (one op over several tables would make a cycle with the assets between them).
 """
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -15,9 +16,10 @@ import dagster as dg
 from dagster import AssetCheckExecutionContext
 
 from orchestration.defs.alerts import alert
+from orchestration.defs.freshness import FRESH_LAYERS
 from orchestration.defs.keys import table_key
 from orchestration.defs.resources import HeadwaterResource
-from streaming.catalog import BRONZE, GOLD, Table, pipeline_tables
+from streaming.catalog import GOLD, Table, pipeline_tables
 from streaming.config import Settings, Source
 from streaming.errors import ConfigError
 from streaming.gold.definitions import GoldTable, load_gold_tables
@@ -39,7 +41,6 @@ EXPECTATIONS_WARN = "expectations_warn"
 RECONCILIATION = "reconciliation"
 FRESHNESS = "freshness"
 LATEST_DAYS = 2  # day-partitioned tables: expectations run over the latest days present
-FRESH_LAYERS = (BRONZE, SILVER, GOLD)  # quarantine and duplicates are quiet when all is well
 QUALITY_JOB = "headwater_quality"
 
 
@@ -54,25 +55,51 @@ def quality_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
     return checks
 
 
-def quality_jobs_and_schedules(
+def quality_job_and_cadence(
     settings: Settings,
-) -> tuple[list["UnresolvedAssetJobDefinition"], list[dg.ScheduleDefinition]]:
+) -> tuple["UnresolvedAssetJobDefinition", dg.SensorDefinition]:
     """The job `headwater_quality` running every quality check (in one process, so one
-    SparkSession serves them all) and its schedule, every 5 minutes, off until turned on."""
+    SparkSession serves them all) and the sensor that runs it every `checks_every_minutes`
+    of conf, in both modes, the first time at its first tick."""
     job = dg.define_asset_job(
         QUALITY_JOB,
         selection=dg.AssetSelection.checks(*quality_checks(settings)),
         description="Expectations, reconciliation and freshness of every table.",
         executor_def=dg.in_process_executor,
     )
-    schedule = dg.ScheduleDefinition(
-        name=f"{QUALITY_JOB}_every_5_minutes",
+    every_s = settings.pipeline.orchestration.checks_every_minutes * 60
+
+    @dg.sensor(
+        name=f"{QUALITY_JOB}_cadence",
         job=job,
-        cron_schedule="*/5 * * * *",
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Run every quality check every five minutes.",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Run every quality check every {every_s / 60:g} minutes (conf: "
+        "orchestration.checks_every_minutes), the first time soon after Dagster starts.",
     )
-    return [job], [schedule]
+    def _cadence(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        return due_check_run(context.instance, every_s, time.time())
+
+    return job, _cadence
+
+
+def due_check_run(
+    instance: dg.DagsterInstance, every_s: float, now: float
+) -> dg.RunRequest | dg.SkipReason:
+    """A run of the quality job when none is going and the last one began `every_s` ago or
+    more (or there was none)."""
+    records = instance.get_run_records(filters=dg.RunsFilter(job_name=QUALITY_JOB), limit=1)
+    if records:
+        last = records[0]
+        if not last.dagster_run.is_finished:
+            return dg.SkipReason(f"quality run {last.dagster_run.run_id} is still going")
+        began = last.create_timestamp.timestamp()
+        if now - began < every_s:
+            return dg.SkipReason(
+                f"the last quality run began {now - began:,.0f} s ago; the next is due after "
+                f"{every_s:,.0f} s"
+            )
+    return dg.RunRequest(run_key=f"quality:{int(now)}")
 
 
 def _reconciled_tables(settings: Settings) -> dict[str, Source | GoldTable]:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from orchestration.defs.freshness import freshness_policy
+from orchestration.defs.held import held_elsewhere, state_while_held
 from orchestration.defs.keys import key_of, table_key
 from orchestration.defs.metadata import delta_metadata, stream_metadata
 from orchestration.defs.partitions import TableRunConfig, day_partitions, days_of, wants_rebuild
@@ -35,6 +37,7 @@ def table_spec(
         kinds=KINDS,
         owners=list(settings.pipeline.orchestration.owners),
         partitions_def=partitions,
+        freshness_policy=freshness_policy(settings, table.qualified),
         metadata={
             "path": dg.MetadataValue.path(table.path),
             "stream": table.stream,
@@ -69,10 +72,15 @@ def _topic_assets(settings: Settings, source: Source, tables: list[Table]) -> dg
         context: dg.AssetExecutionContext, headwater: HeadwaterResource, config: TableRunConfig
     ) -> Iterator[dg.MaterializeResult[None]]:
         """Catch the topic's silver stream up with bronze, or rebuild days from bronze."""
+        rebuild = wants_rebuild(context, config)
+        busy = None if rebuild else held_elsewhere(settings, [f"silver:{source.topic}"])
+        if busy is not None:
+            yield from state_while_held(context, busy, tables)
+            return
         spark = headwater.spark()
         since = datetime.now(UTC).replace(tzinfo=None)
         rebuilt: Rebuilt | None = None
-        if wants_rebuild(context, config):
+        if rebuild:
             events, cdc = event_contract(settings, source), cdc_contract(settings, source)
             if events is not None:
                 rebuilt = rebuild_event_days(

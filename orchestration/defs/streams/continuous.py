@@ -17,6 +17,8 @@ continuous` lets the run queue enforce it too. In `$DAGSTER_HOME/dagster.yaml`:
           limit: 1
 """
 
+import os
+import socket
 import sys
 
 import dagster as dg
@@ -30,6 +32,10 @@ MODE_TAG = "headwater/mode"
 CONTINUOUS = "continuous"
 RESTART_REASON_TAG = "headwater/restart-reason"
 RUN_TAGS = {MODE_TAG: CONTINUOUS}
+# The run worker's process, recorded on the run when the op starts: a run Dagster still counts
+# as running after Dagster itself was killed is known dead when this process is gone.
+WORKER_PID_TAG = "headwater/worker-pid"
+WORKER_HOST_TAG = "headwater/worker-host"
 # How long the pipeline may take to end its batch and stop after Dagster asks it to.
 STOP_TIMEOUT_S = 120.0
 
@@ -50,6 +56,9 @@ def pipeline_command(conf_dir: str, profile: str) -> list[str]:
 @dg.op(name="run_continuous_pipeline")
 def run_continuous_pipeline(context: dg.OpExecutionContext, headwater: HeadwaterResource) -> None:
     """Run every stream of conf until this run is terminated; fails when the pipeline dies."""
+    context.instance.add_run_tags(
+        context.run_id, {WORKER_PID_TAG: str(os.getpid()), WORKER_HOST_TAG: socket.gethostname()}
+    )
     settings = headwater.settings()
     conf_dir, profile = str(settings.conf_dir), settings.profile_name
     client = dg.PipesSubprocessClient(

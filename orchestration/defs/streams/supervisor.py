@@ -3,8 +3,9 @@
 Each tick reads, without Spark, who holds the stream locks (streaming.locks), the streams'
 heartbeats (streaming.progress) and the `headwater_continuous` runs of the instance, then:
 
-- records an AssetObservation per table: its stream's lag, input rate, batch id and the
-  seconds since its last batch;
+- reports the tables' new Delta commits as materializations without a run
+  (materializations.py) and records an AssetObservation per table: its stream's lag, input
+  rate, batch id and the seconds since its last batch;
 - decides (`decide`, a pure function): nothing to do (healthy, or a run is starting); start a
   run (no run, no stream running; after a death it also raises an alert); replace a stuck run
   (started, but no heartbeat of its process moved for `stuck_after_seconds`); or only
@@ -21,7 +22,7 @@ import signal
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -29,7 +30,14 @@ import dagster as dg
 
 from orchestration.defs.alerts import alert
 from orchestration.defs.keys import table_key
-from orchestration.defs.streams.continuous import CONTINUOUS_JOB, RESTART_REASON_TAG, RUN_TAGS
+from orchestration.defs.streams.continuous import (
+    CONTINUOUS_JOB,
+    RESTART_REASON_TAG,
+    RUN_TAGS,
+    WORKER_HOST_TAG,
+    WORKER_PID_TAG,
+)
+from orchestration.defs.streams.materializations import report_commits
 from orchestration.pipes_pipeline import OWNER_PREFIX
 from streaming.catalog import pipeline_tables
 from streaming.config import Settings
@@ -66,6 +74,9 @@ class Situation:
     last_finished: RunState | None  # the newest finished continuous run
     last_beat_by_pid: Mapping[int, float]  # newest heartbeat time of each driver process
     stuck_after_s: float
+    # Active runs whose recorded process (the run worker's pid on this host) no longer
+    # exists, with that process: a run Dagster lost when it was killed itself.
+    gone: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class Decision:
     run_key: str | None = None  # of the run to request (start, restart, replace_stuck)
     terminate_run: str | None = None  # replace_stuck: the stuck run
     stop_pid: int | None = None  # replace_stuck: its driver process, to stop
+    dead_run: str | None = None  # a run whose process is gone: marked failed at once
     alert: bool = False
 
     @property
@@ -100,7 +112,9 @@ def _ago(now: float, then: float) -> str:
 
 def decide(s: Situation) -> Decision:
     """What the supervisor does about the continuous pipeline in situation `s`."""
-    held = {stream: h for stream, h in s.holders.items() if h is not None}
+    # Maintenance holds a table's stream for its compaction only, and a pipeline waits for
+    # it (streaming.locks): it is not a pipeline.
+    held = {stream: h for stream, h in s.holders.items() if h is not None and not h.is_maintenance}
     active_ids = {r.run_id for r in s.active}
 
     outsiders = [h for h in held.values() if dagster_run_of(h) is None]
@@ -162,6 +176,16 @@ def decide(s: Situation) -> Decision:
     since = run.started_at if run.started_at is not None else run.created_at
     mine = [h for h in held.values() if dagster_run_of(h) == run.run_id]
     if not mine:
+        if s.gone.get(run.run_id):
+            return Decision(
+                "replace_stuck",
+                f"continuous run {run.run_id} is dead: Dagster still counts it {run.status}, "
+                f"but its process ({s.gone[run.run_id]}) is gone and no process of it holds "
+                "the stream locks: marking it failed and starting a new run",
+                run_key=f"gone:{run.run_id}",
+                dead_run=run.run_id,
+                alert=True,
+            )
         if s.now - since > s.stuck_after_s:
             return Decision(
                 "replace_stuck",
@@ -292,7 +316,27 @@ def situation(settings: Settings, instance: dg.DagsterInstance, now: float) -> S
         last_finished=last,
         last_beat_by_pid=by_pid,
         stuck_after_s=settings.pipeline.orchestration.stuck_after_seconds,
+        gone=gone_runs(instance, active),
     )
+
+
+def gone_runs(instance: dg.DagsterInstance, active: Sequence[RunState]) -> dict[str, str]:
+    """The active runs whose run worker (recorded by the op: WORKER_PID_TAG, WORKER_HOST_TAG)
+    ran on this host and no longer exists, with a description of that process."""
+    gone = {}
+    for state in active:
+        run = instance.get_run_by_id(state.run_id)
+        tags = run.tags if run is not None else {}
+        pid, host = tags.get(WORKER_PID_TAG), tags.get(WORKER_HOST_TAG)
+        if pid is None or host != socket.gethostname():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            gone[state.run_id] = f"pid {pid} on {host}"
+        except PermissionError:
+            pass  # it exists, under another user
+    return gone
 
 
 def terminate(context: dg.SensorEvaluationContext, run_id: str, reason: str) -> None:
@@ -349,9 +393,13 @@ def supervisor_sensor(settings: Settings) -> dg.SensorDefinition:
         now = time.time()
         seen = situation(settings, context.instance, now)
         decision = decide(seen)
-        observations = observe(settings, read_heartbeats(settings), now)
-        context.log.info(f"headwater supervisor: {decision.action}: {decision.reason}")
         cursor = json.loads(context.cursor) if context.cursor else {}
+        materialized, cursor["reported"] = report_commits(settings, cursor.get("reported", {}), now)
+        observations: list[dg.AssetObservation | dg.AssetMaterialization] = [
+            *materialized,
+            *observe(settings, read_heartbeats(settings), now),
+        ]
+        context.log.info(f"headwater supervisor: {decision.action}: {decision.reason}")
         if decision.alert and decision.run_key and cursor.get("alerted") != decision.run_key:
             alert(
                 settings,
@@ -360,6 +408,13 @@ def supervisor_sensor(settings: Settings) -> dg.SensorDefinition:
                 logger=context.log,
             )
             cursor["alerted"] = decision.run_key
+        if decision.dead_run is not None:
+            # Nothing of it is left to ask to stop (a cancel would wait on it forever).
+            dead = context.instance.get_run_by_id(decision.dead_run)
+            if dead is not None and not dead.is_finished:
+                context.instance.report_run_failed(
+                    dead, message=f"headwater supervisor: {decision.reason}"
+                )
         if decision.terminate_run is not None:
             terminate(context, decision.terminate_run, decision.reason)
             pid_holder = next(
