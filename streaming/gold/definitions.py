@@ -6,6 +6,7 @@ incremental one (the SQL over the rows of the keys a micro-batch touched).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -107,6 +108,13 @@ def with_keys(frame: DataFrame, source: GoldSource) -> DataFrame:
     )
 
 
+# A gold key that buckets a column of its source by time: date_trunc('<unit>', <column>).
+_TIME_BUCKET = re.compile(r"^\s*date_trunc\(\s*'(\w+)'\s*,\s*`?(\w+)`?\s*\)\s*$", re.IGNORECASE)
+
+
+_INTERVAL_UNITS = {"year", "month", "week", "day", "hour", "minute", "second"}
+
+
 def evaluate(
     spark: SparkSession,
     settings: Settings,
@@ -115,9 +123,11 @@ def evaluate(
 ) -> DataFrame:
     """The gold table's SQL over its sources; with `touched` (columns _gk_<key>) only over
     the source rows of those keys, which yields exactly those keys' gold rows."""
+    bounds = _time_bounds(table, touched) if touched is not None else {}
     for source in table.sources:
         frame = source_frame(spark, settings, source)
         if touched is not None:
+            frame = _pruned(frame, source, bounds)
             columns = key_columns(source)
             frame = (
                 with_keys(frame, source)
@@ -126,3 +136,50 @@ def evaluate(
             )
         frame.createOrReplaceTempView(source.view)
     return spark.sql(table.sql)
+
+
+def _time_bounds(table: GoldTable, touched: DataFrame) -> dict[str, tuple[object, object]]:
+    """The earliest and latest touched value of each gold key that some source computes as a
+    time bucket (one small job over the touched keys); {} when none does."""
+    bucketed = sorted(
+        {
+            k
+            for s in table.sources
+            if s.kind == "table"
+            for k, e in s.keys.items()
+            if _TIME_BUCKET.match(e)
+        }
+    )
+    if not bucketed:
+        return {}
+    row = touched.agg(
+        *[F.min(f"_gk_{k}").alias(f"lo_{k}") for k in bucketed],
+        *[F.max(f"_gk_{k}").alias(f"hi_{k}") for k in bucketed],
+    ).first()
+    if row is None:
+        return {}
+    return {k: (row[f"lo_{k}"], row[f"hi_{k}"]) for k in bucketed if row[f"lo_{k}"] is not None}
+
+
+def _pruned(
+    frame: DataFrame, source: GoldSource, bounds: dict[str, tuple[object, object]]
+) -> DataFrame:
+    """`frame` less the rows outside the touched time buckets: a filter on the bucketed
+    column itself, which Delta answers from its files' statistics (data skipping), so a
+    recompute reads the files of those minutes or days, not the whole table. It only adds to
+    the exact key join that follows."""
+    if source.kind != "table":
+        return frame
+    for key, expression in source.keys.items():
+        found = _TIME_BUCKET.match(expression)
+        if found is None or key not in bounds:
+            continue
+        unit, column = found.groups()
+        if unit.lower() not in _INTERVAL_UNITS:
+            continue  # an abbreviation or a quarter: no interval literal to bound it with
+        lo, hi = bounds[key]
+        frame = frame.where(
+            (F.col(column) >= F.lit(lo))
+            & (F.col(column) < F.lit(hi) + F.expr(f"INTERVAL 1 {unit.upper()}"))
+        )
+    return frame

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -56,3 +57,35 @@ def test_revenue_per_minute_whole_and_for_touched_keys(spark: SparkSession, tmp_
             [(datetime(2026, 1, 1, 10, 1), "USD", 1, 0, Decimal("7.00"))], schema
         ),
     )
+
+
+def test_a_recompute_of_some_minutes_reads_only_the_files_of_those_minutes(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A key that buckets a column by time (date_trunc) bounds the source scan by that
+    column, so Delta skips the files of other minutes from their statistics; the rows are
+    those of the exact key join all the same."""
+    settings = write_conf(tmp_path)
+    (settings.conf_dir / "gold").mkdir()
+    (settings.conf_dir / "gold/revenue_per_minute.yaml").write_text(
+        (REPO / "conf/gold/revenue_per_minute.yaml").read_text()
+    )
+    [table] = load_gold_tables(settings)
+    path = settings.table_path("silver", "orders")
+    for minute in range(6):  # one file per minute, as a stream's batches write them
+        spark.createDataFrame(
+            [("OrderPlaced", datetime(2026, 1, 1, 10, minute, 30), "EUR", Decimal("1.00"))],
+            "event_type string, event_time timestamp, currency string, amount decimal(12,2)",
+        ).write.format("delta").mode("append").save(path)
+    touched = spark.createDataFrame(
+        [("EUR", datetime(2026, 1, 1, 10, 2)), ("EUR", datetime(2026, 1, 1, 10, 3))],
+        "_gk_currency string, _gk_minute timestamp",
+    )
+    rows = evaluate(spark, settings, table, touched)
+    assert sorted((r.minute.minute, r.orders_placed) for r in rows.collect()) == [(2, 1), (3, 1)]
+    # The scan of silver carries the bounds of the touched minutes, what Delta skips files by.
+    plan = rows._jdf.queryExecution().executedPlan().toString()
+    assert re.search(r"event_time#\d+ >= 2026-01-01 10:02:00\)", plan), plan
+    assert re.search(r"event_time#\d+ < 2026-01-01 10:04:00\)", plan), plan
+    assert "GreaterThanOrEqual(event_time,2026-01-01 10:02:00" in plan, plan
+    assert "PreparedDeltaFileIndex" in plan, plan  # Delta prepared the scan's files by them
