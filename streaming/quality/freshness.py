@@ -1,4 +1,5 @@
-"""Freshness: minutes since a table's last Delta commit, against its SLA from conf."""
+"""Freshness: how old a table's newest data is (its newest row's Kafka time, where the table
+keeps one; else its last Delta commit), against its SLA from conf."""
 
 from __future__ import annotations
 
@@ -20,12 +21,16 @@ class Freshness:
     last_commit: datetime | None
     sla_minutes: float
     now: datetime
+    # When the newest row reached Kafka: data, not only a commit (a commit may bring old rows).
+    newest_data: datetime | None = None
 
     @property
     def minutes_stale(self) -> float | None:
-        if self.last_commit is None:
+        """Minutes since the newest data (its Kafka time when known, else the last commit)."""
+        since = self.newest_data or self.last_commit
+        if since is None:
             return None
-        return max(0.0, (self.now - self.last_commit).total_seconds() / 60)
+        return max(0.0, (self.now - since).total_seconds() / 60)
 
     @property
     def ok(self) -> bool:
@@ -36,9 +41,31 @@ class Freshness:
         if self.last_commit is None:
             return f"{self.table} does not exist yet (SLA {self.sla_minutes:g} min)"
         state = "within" if self.ok else "breaches"
-        stale = self.minutes_stale or 0.0
-        ago = f"{stale * 60:.1f} s" if stale < 1 else f"{stale:.1f} min"
-        return f"{self.table}: last commit {ago} ago, {state} its SLA of {self.sla_minutes:g} min"
+        what = "newest row (Kafka time)" if self.newest_data is not None else "last commit"
+        return (
+            f"{self.table}: {what} {_ago(self.minutes_stale or 0.0)} ago, {state} its SLA of "
+            f"{self.sla_minutes:g} min"
+        )
+
+
+def _ago(minutes: float) -> str:
+    return f"{minutes * 60:.1f} s" if minutes < 1 else f"{minutes:.1f} min"
+
+
+KAFKA_TIME = "kafka_timestamp"
+
+
+def newest_kafka_time(spark: SparkSession, path: str) -> datetime | None:
+    """When the newest row of the Delta table at `path` reached Kafka (UTC); None when the
+    table does not exist, keeps no Kafka time or has no rows."""
+    from streaming.tables import read_delta
+
+    table = read_delta(spark, path)
+    if table is None or KAFKA_TIME not in table.columns:
+        return None
+    # Epoch seconds, not a timestamp: Python would read one in its own local time zone.
+    row = table.agg(F.max(F.col(KAFKA_TIME).cast("double")).alias("newest")).first()
+    return datetime.fromtimestamp(row.newest, UTC) if row and row.newest is not None else None
 
 
 # How far back to look for a commit that is not maintenance (streaming.maintenance): a run

@@ -278,6 +278,14 @@ def test_freshness_against_the_sla_at_a_given_time() -> None:
     recent = Freshness("bronze.orders", now - timedelta(seconds=12), 0.1, now)
     assert recent.describe() == "bronze.orders: last commit 12.0 s ago, breaches its SLA of 0.1 min"
     assert not Freshness("silver.orders", None, 5.0, now).ok
+    # A recent commit of old data: the newest row's Kafka time is what counts.
+    old_rows = Freshness(
+        "silver.orders", now - timedelta(seconds=5), 5.0, now, now - timedelta(minutes=9)
+    )
+    assert not old_rows.ok and old_rows.minutes_stale == pytest.approx(9.0)
+    assert old_rows.describe() == (
+        "silver.orders: newest row (Kafka time) 9.0 min ago, breaches its SLA of 5 min"
+    )
 
 
 @pytest.mark.unit

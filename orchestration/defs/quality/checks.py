@@ -25,7 +25,7 @@ from streaming.errors import ConfigError
 from streaming.gold.definitions import GoldTable, load_gold_tables
 from streaming.quality.expectations import ExpectationSpec, Outcome, latest_days, table_specs
 from streaming.quality.expectations import validate as validate_expectations
-from streaming.quality.freshness import Freshness, last_commit_time
+from streaming.quality.freshness import Freshness, last_commit_time, newest_kafka_time
 from streaming.reconcile import reconcile_gold, reconcile_topic
 from streaming.silver.events import SILVER
 from streaming.silver.streams import cdc_contract, event_contract
@@ -161,7 +161,8 @@ def _table_checks(
             dg.AssetCheckSpec(
                 FRESHNESS,
                 asset=key,
-                description=f"The last Delta commit is at most {sla:g} minutes old.",
+                description=f"The newest data (its Kafka time, else the last Delta commit) is at most "
+                f"{sla:g} minutes old.",
             )
         )
     if not checks:
@@ -192,7 +193,11 @@ def _table_checks(
         if FRESHNESS in chosen:
             sla = settings.pipeline.orchestration.freshness.sla_minutes(table.qualified)
             found = Freshness(
-                table.qualified, last_commit_time(spark, table.path), sla, datetime.now(UTC)
+                table.qualified,
+                last_commit_time(spark, table.path),
+                sla,
+                datetime.now(UTC),
+                newest_kafka_time(spark, table.path),
             )
             results.append(freshness_result(key, found))
         for result in results:
@@ -340,6 +345,8 @@ def freshness_result(key: dg.AssetKey, found: Freshness) -> dg.AssetCheckResult:
         metadata["last_commit"] = dg.MetadataValue.text(found.last_commit.isoformat())
         # Unrounded: an SLA can be under a minute, and a breach must show a figure above it.
         metadata["minutes_stale"] = dg.MetadataValue.float(found.minutes_stale)
+    if found.newest_data is not None:
+        metadata["newest_kafka_time"] = dg.MetadataValue.text(found.newest_data.isoformat())
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=FRESHNESS,
