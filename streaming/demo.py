@@ -313,7 +313,7 @@ def run_demo(
     for table, count in rows.items():
         print(f"{table}: {count:,} rows", file=out)
     for line in freshness.lines():
-        print(f"change data capture: {line}", file=out)
+        print(f"freshness: {line}", file=out)
     return rows
 
 
