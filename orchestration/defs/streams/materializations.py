@@ -66,7 +66,7 @@ def _materializations(
     days = {
         day: rows
         for day, rows in written.rows_by_day.items()
-        if first_day <= date.fromisoformat(day) <= today
+        if (when := _date(day)) is not None and first_day <= when <= today
     }
     outside = written.rows_added - sum(days.values())
     if not days:
@@ -95,22 +95,27 @@ def _metadata(table: Table, written: Written) -> dict[str, dg.RawMetadataValue]:
     if written.rows_total is not None:
         metadata["rows_total"] = dg.MetadataValue.int(written.rows_total)
         metadata["dagster/row_count"] = dg.MetadataValue.int(written.rows_total)
-    event_time = written.newest.get(table.event_time or "")
-    if event_time is not None:
-        metadata["newest_event_time"] = dg.MetadataValue.text(event_time)
-        metadata["seconds_event_to_visible"] = dg.MetadataValue.float(
-            round(landed - _epoch(event_time), 1)
-        )
-    kafka_time = written.newest.get(KAFKA_TIME)
-    if kafka_time is not None:
-        metadata["newest_kafka_time"] = dg.MetadataValue.text(kafka_time)
-        metadata["seconds_kafka_to_visible"] = dg.MetadataValue.float(
-            round(landed - _epoch(kafka_time), 1)
-        )
+    for column, name in ((table.event_time, "event"), (KAFKA_TIME, "kafka")):
+        value = written.newest.get(column or "")
+        at = _epoch(value) if value is not None else None
+        if value is not None and at is not None:
+            metadata[f"newest_{name}_time"] = dg.MetadataValue.text(value)
+            metadata[f"seconds_{name}_to_visible"] = dg.MetadataValue.float(round(landed - at, 1))
     return metadata
 
 
-def _epoch(value: str) -> float:
-    """Epoch seconds of a timestamp from Delta's statistics (ISO 8601, UTC when unmarked)."""
-    parsed = datetime.fromisoformat(value)
+def _date(day: str) -> date | None:
+    try:
+        return date.fromisoformat(day)
+    except ValueError:  # not a date: its rows go with the newest day written
+        return None
+
+
+def _epoch(value: str) -> float | None:
+    """Epoch seconds of a timestamp from Delta's statistics (ISO 8601, UTC when unmarked);
+    None for a value that is no timestamp (a column of another type)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
