@@ -61,13 +61,10 @@ def bronze_tables(settings: Settings) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult[None]]:
         """Catch the selected bronze tables up with Kafka, then stop."""
         chosen = [s for s in sources if bronze_key(s) in context.selected_asset_keys]
-        busy = held_elsewhere(settings, [f"{LAYER}:{s.topic}" for s in chosen])
+        streams = {f"{LAYER}:{s.topic}" for s in chosen}
+        busy = held_elsewhere(settings, sorted(streams))
         if busy is not None:
-            tables = [
-                t
-                for t in pipeline_tables(settings)
-                if t.stream in {f"{LAYER}:{s.topic}" for s in chosen} and t.layer == LAYER
-            ]
+            tables = [t for t in pipeline_tables(settings) if t.stream in streams]
             yield from state_while_held(context, busy, tables)
             return
         spark = headwater.spark()
