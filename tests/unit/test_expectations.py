@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -147,3 +149,19 @@ def test_latest_days_keeps_the_two_newest_days_present(spark: SparkSession) -> N
     rows, days = latest_days(frame, "event_date")
     assert days == [date(2026, 6, 7), date(2026, 6, 3)]
     assert sorted(r.n for r in rows.collect()) == [3, 7, 7, 7]
+
+
+def test_great_expectations_imports_in_a_process_without_a_main_file() -> None:
+    """Dagster's run workers have a __main__ without a file; pyspark.sql.connect, which GX
+    imports, takes such a process for its own doctests and exits it (status 0, nothing said)
+    unless Spark Connect's packages are installed (pyspark[connect]): every quality step then
+    failed with SystemExit."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import great_expectations; print('gx imported')"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "gx imported" in done.stdout, f"the process exited during the import: {done.stderr}"
