@@ -18,32 +18,21 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, expect
 
 from streaming.config import DagsterUiSettings
 from streaming.services.dagster_ui import DagsterUi
 from streaming.services.ports import free_port
+from tests.browser.chromium import PAGE_DEADLINE_MS, chromium, open_page, screenshot
 from tests.conftest import write_conf
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("HEADWATER_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = REPO / ".headwater" / "test-artifacts"
 LAYERS = ("bronze", "silver", "gold")
-# Two busy cores: the webserver and its code server take a minute to come up, pages seconds.
+# Two busy cores: the webserver and its code server take a minute to come up.
 UI_DEADLINE_S = 240.0
-PAGE_DEADLINE_MS = 120_000
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RECORDED_BY = "tests/browser/test_dagster_ui.py"
 expect.set_options(timeout=PAGE_DEADLINE_MS)
 LOCATION_STATUS = """
@@ -157,43 +146,8 @@ def _location_loaded(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """Headless Chromium with a fresh profile: nothing cached from an earlier UI."""
-    if not CHROMIUM.is_file():
-        pytest.fail(
-            f"Chromium was not found at {CHROMIUM}: run `make browser` (apt-get install chromium)"
-        )
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1600, "height": 1000},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
-
-
-def _page(browser: BrowserContext, url: str) -> Page:
-    page = browser.new_page()
-    page.set_default_timeout(PAGE_DEADLINE_MS)
-    # Dagster's first-visit "Join the Dagster community" dialog covers the page: skip it
-    # whenever it appears.
-    page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
-    page.goto(url)
-    return page
-
-
-def _screenshot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"dagster-ui-{name}.png"
-    path.unlink(missing_ok=True)
-    page.screenshot(path=str(path), full_page=True)
-    data = path.read_bytes()
-    assert len(data) > 8 and data.startswith(b"\x89PNG\r\n\x1a\n"), f"{path} is a PNG"
-    return path
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 def _label(key: dg.AssetKey) -> str:
@@ -211,11 +165,11 @@ def test_catalog_and_lineage_show_bronze_silver_and_gold(ui: Ui, browser: Browse
     }
     assert all(by_layer.values()), f"the code location has assets in every layer: {by_layer}"
 
-    catalog = _page(browser, f"{ui.url}/assets?view=flat")
+    catalog = open_page(browser, f"{ui.url}/assets?view=flat")
     for keys in by_layer.values():
         for key in keys:
             expect(catalog.get_by_text(_label(key), exact=True).first).to_be_visible()
-    _screenshot(catalog, "catalog")
+    screenshot(catalog, "catalog")
 
     # The lineage of a silver table fed by bronze and feeding gold shows all three layers.
     silver = next(
@@ -229,10 +183,10 @@ def test_catalog_and_lineage_show_bronze_silver_and_gold(ui: Ui, browser: Browse
         silver,
         next(c for c in sorted(ui.graph.get(silver).child_keys, key=str) if c.path[0] == "gold"),
     ]
-    lineage = _page(browser, f"{ui.url}/assets/{'/'.join(silver.path)}?view=lineage")
+    lineage = open_page(browser, f"{ui.url}/assets/{'/'.join(silver.path)}?view=lineage")
     for key in neighbours:
         expect(lineage.get_by_text(key.path[-1], exact=True).first).to_be_visible()
-    path = _screenshot(lineage, "lineage")
+    path = screenshot(lineage, "lineage")
     print(f"lineage of {silver.to_user_string()}: {path}")
 
 
@@ -241,9 +195,9 @@ def test_checks_tab_shows_the_recorded_check_result(ui: Ui, browser: BrowserCont
         "the code location defines asset checks (orchestration/defs/quality)"
     )
     asset = "/".join(ui.check.asset_key.path)
-    page = _page(browser, f"{ui.url}/assets/{asset}?view=checks")
+    page = open_page(browser, f"{ui.url}/assets/{asset}?view=checks")
     expect(page.get_by_text(ui.check.name).first).to_be_visible()
     expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
     expect(page.get_by_text(RECORDED_BY).first).to_be_visible()
-    path = _screenshot(page, "checks")
+    path = screenshot(page, "checks")
     print(f"checks of {ui.check.asset_key.to_user_string()}: {path}")

@@ -440,3 +440,14 @@ def assert_runless_materializations(dagster: Dagster, pipeline: Settings, first:
             assert sum(e.metadata["rows_added"].value for e in mine) == rows, table.qualified
             checked += 1
     assert checked >= 6  # bronze, silver, quarantine and duplicates of the event topics at least
+    # Each tick judged the freshness of the tables it reported, after their materializations
+    # (so the UI shows the result against the newest data), and the streams were fresh.
+    fresh = [
+        e
+        for e in final.asset_events
+        if isinstance(e, dg.AssetCheckEvaluation) and e.check_name == "freshness"
+    ]
+    assert orders in {e.asset_key for e in fresh}
+    assert all(e.passed for e in fresh), [e.description for e in fresh if not e.passed]
+    events = list(final.asset_events)
+    assert min(events.index(e) for e in fresh) > max(events.index(e) for e in late)

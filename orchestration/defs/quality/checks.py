@@ -42,6 +42,10 @@ RECONCILIATION = "reconciliation"
 FRESHNESS = "freshness"
 LATEST_DAYS = 2  # day-partitioned tables: expectations run over the latest days present
 QUALITY_JOB = "headwater_quality"
+# The order of a quality run's steps (one process runs them one after another, a table's
+# checks taking seconds to tens of seconds while the streams run): silver first, where the
+# contracts' rules are, then gold, then the rest.
+LAYER_PRIORITY = {"silver": 3, "gold": 2, "bronze": 1}
 
 
 def quality_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
@@ -173,6 +177,7 @@ def _table_checks(
         specs=checks,
         can_subset=True,
         description=f"Quality checks of {table.qualified}.",
+        op_tags={"dagster/priority": str(LAYER_PRIORITY.get(table.layer, 0))},
     )
     def _checks(
         context: AssetCheckExecutionContext, headwater: HeadwaterResource
@@ -336,6 +341,26 @@ def freshness_result(key: dg.AssetKey, found: Freshness) -> dg.AssetCheckResult:
     """Freshness fails with severity WARN: a quiet topic commits nothing and is stale yet
     correct, and what is in the table is still right; the alert tells the team either way,
     and ERROR stays for data that is wrong (broken expectations, records unaccounted)."""
+    return dg.AssetCheckResult(asset_key=key, **_freshness_verdict(found))
+
+
+def freshness_evaluation(key: dg.AssetKey, found: Freshness) -> dg.AssetCheckEvaluation:
+    """The freshness check's result as a runless event (the supervisor's, at each tick), by
+    the same rule and with the same metadata as `freshness_result`."""
+    return dg.AssetCheckEvaluation(asset_key=key, **_freshness_verdict(found))
+
+
+def _freshness_verdict(found: Freshness) -> dict[str, Any]:
+    return {
+        "check_name": FRESHNESS,
+        "passed": found.ok,
+        "severity": dg.AssetCheckSeverity.WARN,
+        "description": found.describe(),
+        "metadata": _freshness_metadata(found),
+    }
+
+
+def _freshness_metadata(found: Freshness) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "sla_minutes": dg.MetadataValue.float(found.sla_minutes),
         "checked_at": dg.MetadataValue.text(found.now.isoformat()),
@@ -347,14 +372,7 @@ def freshness_result(key: dg.AssetKey, found: Freshness) -> dg.AssetCheckResult:
         metadata["minutes_stale"] = dg.MetadataValue.float(found.minutes_stale)
     if found.newest_data is not None:
         metadata["newest_kafka_time"] = dg.MetadataValue.text(found.newest_data.isoformat())
-    return dg.AssetCheckResult(
-        asset_key=key,
-        check_name=FRESHNESS,
-        passed=found.ok,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=found.describe(),
-        metadata=metadata,
-    )
+    return metadata
 
 
 def _missing(key: dg.AssetKey, why: str) -> dg.AssetCheckResult:

@@ -30,11 +30,12 @@ KAFKA_TIME = "kafka_timestamp"
 
 def report_commits(
     settings: Settings, reported: Mapping[str, int], now: float
-) -> tuple[list[dg.AssetMaterialization], dict[str, int]]:
+) -> tuple[list[dg.AssetMaterialization], dict[str, int], dict[str, Written]]:
     """(the materializations of every table's data commits after the version `reported` for
-    it, the versions now reported by table)."""
+    it, the versions now reported by table, what each table that committed wrote)."""
     events: list[dg.AssetMaterialization] = []
     versions = dict(reported)
+    wrote: dict[str, Written] = {}
     first_day = date.fromisoformat(str(settings.pipeline.orchestration.partitions_start))
     today = datetime.fromtimestamp(now, UTC).date()
     for table in pipeline_tables(settings):
@@ -51,8 +52,9 @@ def report_commits(
         if written is None:
             continue
         versions[table.qualified] = written.version
+        wrote[table.qualified] = written
         events += _materializations(table, written, first_day, today)
-    return events, versions
+    return events, versions, wrote
 
 
 def _materializations(
@@ -97,7 +99,7 @@ def _metadata(table: Table, written: Written) -> dict[str, dg.RawMetadataValue]:
         metadata["dagster/row_count"] = dg.MetadataValue.int(written.rows_total)
     for column, name in ((table.event_time, "event"), (KAFKA_TIME, "kafka")):
         value = written.newest.get(column or "")
-        at = _epoch(value) if value is not None else None
+        at = epoch(value) if value is not None else None
         if value is not None and at is not None:
             metadata[f"newest_{name}_time"] = dg.MetadataValue.text(value)
             metadata[f"seconds_{name}_to_visible"] = dg.MetadataValue.float(round(landed - at, 1))
@@ -111,7 +113,7 @@ def _date(day: str) -> date | None:
         return None
 
 
-def _epoch(value: str) -> float | None:
+def epoch(value: str) -> float | None:
     """Epoch seconds of a timestamp from Delta's statistics (ISO 8601, UTC when unmarked);
     None for a value that is no timestamp (a column of another type)."""
     try:

@@ -37,6 +37,7 @@ from orchestration.defs.streams.continuous import (
     WORKER_HOST_TAG,
     WORKER_PID_TAG,
 )
+from orchestration.defs.streams.freshness_checks import evaluate_freshness
 from orchestration.defs.streams.materializations import report_commits
 from orchestration.pipes_pipeline import OWNER_PREFIX
 from streaming.catalog import pipeline_tables
@@ -394,12 +395,26 @@ def supervisor_sensor(settings: Settings) -> dg.SensorDefinition:
         seen = situation(settings, context.instance, now)
         decision = decide(seen)
         cursor = json.loads(context.cursor) if context.cursor else {}
-        materialized, cursor["reported"] = report_commits(settings, cursor.get("reported", {}), now)
-        observations: list[dg.AssetObservation | dg.AssetMaterialization] = [
+        materialized, cursor["reported"], wrote = report_commits(
+            settings, cursor.get("reported", {}), now
+        )
+        fresh = evaluate_freshness(settings, wrote, cursor.get("freshness", {}), now)
+        cursor["freshness"] = fresh.state
+        observations: list[
+            dg.AssetObservation | dg.AssetMaterialization | dg.AssetCheckEvaluation
+        ] = [
             *materialized,
+            *fresh.evaluations,  # after the materializations they follow
             *observe(settings, read_heartbeats(settings), now),
         ]
         context.log.info(f"headwater supervisor: {decision.action}: {decision.reason}")
+        for found in fresh.turned_stale:
+            alert(
+                settings,
+                found.describe(),
+                {"table": found.table, "check": "freshness", "sla_minutes": found.sla_minutes},
+                logger=context.log,
+            )
         if decision.alert and decision.run_key and cursor.get("alerted") != decision.run_key:
             alert(
                 settings,
