@@ -18,6 +18,7 @@ from streaming.config import Settings
 from streaming.silver.events import SILVER
 
 FRESH_LAYERS = (BRONZE, SILVER, GOLD)
+MIN_WINDOW_MIN = 1.0  # Dagster's floor for a policy's window
 
 
 def freshness_policy(settings: Settings, qualified: str) -> dg.FreshnessPolicy | None:
@@ -25,4 +26,6 @@ def freshness_policy(settings: Settings, qualified: str) -> dg.FreshnessPolicy |
     if qualified.partition(".")[0] not in FRESH_LAYERS:
         return None
     sla = settings.pipeline.orchestration.freshness.sla_minutes(qualified)
-    return dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=sla))
+    # Dagster's policies cannot fail sooner than a minute after the last materialization;
+    # a shorter SLA still holds for the freshness check and its alerts.
+    return dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=max(sla, MIN_WINDOW_MIN)))
