@@ -1,14 +1,7 @@
-"""`headwater`: run and manage the local platform.
+"""`headwater`: run the pipeline of conf/ and the local platform around it.
 
-headwater up | down | status          the local services (the Kafka broker)
-headwater cluster up | down | status  the local Spark standalone cluster, for spark-submit
-headwater generate ...                the demo shop's events into Kafka
-headwater stream bronze ...           Kafka -> bronze streams (what spark-submit runs too)
-headwater replay --topic T ...        re-read a topic into bronze; what bronze holds is not doubled
-headwater demo                        all of it in the foreground
-headwater bench [--quick]             the benchmark: limit, baseline, headwater (bench/)
-headwater check                       Java, jars and versions agree
-headwater jvm-archive                 record the Spark driver's class-data-sharing archive
+Each command's own help says what it does (`headwater COMMAND --help`); the list below is
+argparse's, from the parser itself, so it cannot fall behind the commands.
 """
 
 from __future__ import annotations
@@ -93,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         "(faults: duplicates, out_of_order)",
     )
 
-    stream = commands.add_parser("stream", help="run streams: `stream bronze|silver|all`")
+    stream = commands.add_parser(
+        "stream", help="run the streams of one layer or all: `stream bronze|silver|gold|all`"
+    )
     layers = stream.add_subparsers(dest="layer", required=True, metavar="LAYER")
     for layer, what in (
         ("bronze", "Kafka topics -> bronze Delta tables"),
@@ -110,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--available-now", action="store_true", help="catch up, then stop")
 
-    contracts = commands.add_parser("contracts", help="event contracts: `contracts check`")
+    contracts = commands.add_parser("contracts", help="the data contracts: `contracts check`")
     contract_commands = contracts.add_subparsers(dest="action", required=True, metavar="ACTION")
     contract_commands.add_parser(
         "check",
@@ -119,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench",
-        help="benchmark: limit, baseline and headwater in one run (`bench --help` for options)",
+        help="the benchmark (bench/): the limit, the floors and headwater's chain in one run, "
+        "results in bench/results/ (`bench --help` for options)",
         add_help=False,
     )
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -153,7 +149,12 @@ def _parser() -> argparse.ArgumentParser:
         help="JSON offsets per partition to stop before (default: the end)",
     )
 
-    demo = commands.add_parser("demo", help="broker + generator + bronze streams in the foreground")
+    demo = commands.add_parser(
+        "demo",
+        help="the whole demo in the foreground: the local services (Kafka; PostgreSQL and "
+        "Kafka Connect with Debezium when configured), the shop's generators, every stream "
+        "(bronze, silver, gold) and the Dagster UI; Ctrl-C stops what it started",
+    )
     demo.add_argument(
         "--seconds",
         type=float,
@@ -167,7 +168,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-ui", action="store_true", help="do not start the Dagster UI (dagster dev)"
     )
+    _describe(commands)
     return parser
+
+
+def _describe(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Each command's `--help` opens with the line `headwater --help` lists for it."""
+    for action in commands._choices_actions:
+        command = commands.choices[action.dest]
+        if command.description is None:
+            command.description = action.help
+        for nested in command._subparsers._group_actions if command._subparsers else ():
+            if isinstance(nested, argparse._SubParsersAction):
+                _describe(nested)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
