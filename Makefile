@@ -98,7 +98,7 @@ test-unit: setup
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check streaming orchestration tests bench
+	$(BIN)/ruff check streaming devstack orchestration tests bench
 	$(BIN)/mypy
 
 up down status: setup

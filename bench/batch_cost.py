@@ -27,11 +27,11 @@ from pyspark.sql import DataFrame, SparkSession
 
 from bench.measure import process_usage
 from bench.workspace import scratch_settings
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.shop import Record, ShopSimulator
 from streaming.bronze import BRONZE_SCHEMA
 from streaming.config import Settings, Source
 from streaming.contracts.model import CdcContract, Contract
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.shop import Record, ShopSimulator
 from streaming.gold.definitions import load_gold_tables, with_keys
 from streaming.gold.maintain import GoldBatchWriter, ensure_gold_table
 from streaming.session import build_spark_session

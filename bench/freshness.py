@@ -64,11 +64,11 @@ def percentiles(frame: DataFrame, column: str) -> tuple[float, float, int]:
 def cdc_latency(settings: Settings, since: str | None = None) -> None:
     """PostgreSQL commit (Debezium's source.ts_ms) -> visible in silver.customers and in each
     gold table the changes feed, and the events' Kafka timestamp -> visible in silver and
-    gold (streaming.demo.FreshnessReport, as the demo prints it). Snapshot reads are left
+    gold (devstack.demo.FreshnessReport, as the demo prints it). Snapshot reads are left
     out: their ts_ms is the snapshot's, not a commit's."""
     from datetime import UTC, datetime
 
-    from streaming.demo import FreshnessReport
+    from devstack.demo import FreshnessReport
 
     since_ms = 0
     if since:

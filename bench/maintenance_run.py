@@ -45,11 +45,11 @@ from typing import Any
 from bench.report import write_results
 from bench.run import Progress, machine
 from bench.workspace import local_broker, scratch_settings
+from devstack.services.ports import free_port
 from streaming.catalog import pipeline_tables
 from streaming.config import SAFE_VACUUM_HOURS, Settings, load_settings
 from streaming.delta_log import COMMIT, DeltaLogError, live_files, live_rows, local_path
 from streaming.errors import HeadwaterError
-from streaming.services.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = ("without", "with")
@@ -569,9 +569,9 @@ def shop_feed(settings: Settings, plan: Plan) -> Callable[[threading.Event], dic
     """The demo's generator for the run's topics: shop orders and payments at the plan's rate,
     customer changes (Debezium's envelope, as the demo writes it without a database) at a tenth
     of it, the demo's faults on; returns records delivered per feed when `stop` is set."""
-    from streaming.generator.customers import CustomerChanges
-    from streaming.generator.producer import produce
-    from streaming.generator.shop import FaultRates, ShopSimulator
+    from devstack.generator.customers import CustomerChanges
+    from devstack.generator.producer import produce
+    from devstack.generator.shop import FaultRates, ShopSimulator
 
     def topic(suffix: str) -> str:
         return next(s.topic for s in settings.pipeline.sources if s.topic.endswith(suffix))

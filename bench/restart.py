@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.side import orders, orders_source, wait_for
+from devstack.generator.producer import produce
 from streaming.config import Settings, load_settings
-from streaming.generator.producer import produce
 from streaming.gold.definitions import load_gold_tables
 from streaming.visibility import commits
 
@@ -47,7 +47,7 @@ def _commits(path: str) -> list[Any]:
 def start_pipeline(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "streaming.cli", "--conf", str(settings.conf_dir), "run"],
+            [sys.executable, "-m", "devstack.cli", "--conf", str(settings.conf_dir), "run"],
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -32,11 +32,11 @@ from bench import report
 from bench.limit import consumer_limit
 from bench.side import IDLE_REPORT_CONF, QUICK_SIDES, SIDES, orders, orders_source
 from bench.workspace import local_broker, scratch_settings
+from devstack.generator.producer import produce
+from devstack.services.ports import free_port
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
-from streaming.generator.producer import produce
 from streaming.kafka_client import ensure_topics
-from streaming.services.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

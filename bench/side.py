@@ -31,11 +31,11 @@ from pyspark.sql.streaming.listener import StreamingQueryProgress
 from pyspark.sql.streaming.query import StreamingQuery
 
 from bench import floor, measure
+from devstack.generator.producer import produce
+from devstack.generator.shop import Record, ShopSimulator
 from streaming.bronze import LAYER as BRONZE
 from streaming.config import Settings, Source, load_settings
 from streaming.delta_log import live_files, live_rows
-from streaming.generator.producer import produce
-from streaming.generator.shop import Record, ShopSimulator
 from streaming.gold.definitions import load_gold_tables
 from streaming.gold.maintain import LAYER as GOLD
 from streaming.runner import LAYERS, run_streams

@@ -56,16 +56,16 @@ from pyspark.sql import functions as F
 from bench.batch_cost import START, BronzeBatches, timed
 from bench.report import write_results
 from bench.workspace import scratch_settings
-from streaming.config import Settings, Source
-from streaming.contracts.model import CdcContract, Contract
-from streaming.generator.customers import (
+from devstack.generator.customers import (
     COUNTRIES,
     CUSTOMERS_TOPIC,
     FIRST,
     LAST,
     CustomerChanges,
 )
-from streaming.generator.shop import CURRENCIES, ORDERS_TOPIC, Record, ShopSimulator
+from devstack.generator.shop import CURRENCIES, ORDERS_TOPIC, Record, ShopSimulator
+from streaming.config import Settings, Source
+from streaming.contracts.model import CdcContract, Contract
 from streaming.silver.cdc import CdcBatchWriter
 from streaming.silver.events import DUPLICATES, EVENT_DATE, SILVER, EventBatchWriter
 from streaming.silver.streams import (

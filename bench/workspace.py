@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
+from devstack.services.ports import free_port
 from streaming.config import Settings, load_settings
-from streaming.services.ports import free_port
 
 
 def copy_conf(conf: Path, target: Path) -> Path:
@@ -94,7 +94,7 @@ def _prefix_topics(conf: Path, plan: dict[str, Any], prefix: str) -> None:
 @contextmanager
 def local_broker(settings: Settings) -> Iterator[Settings]:
     """The profile's local broker, started for the benchmark and stopped after it."""
-    from streaming.services.kafka_broker import LocalKafka
+    from devstack.services.kafka_broker import LocalKafka
 
     broker = LocalKafka.from_settings(settings)
     broker.up()

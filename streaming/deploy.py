@@ -39,7 +39,7 @@ def submit_command(
     """The spark-submit command line of streaming/jobs/<layer>.py ('pipeline': every layer).
 
     `master` replaces the profile's spark.master; `conf` adds settings (a standalone
-    cluster's, see streaming/services/spark_cluster.py). The jars go to the executors
+    cluster's, see devstack/services/spark_cluster.py). The jars go to the executors
     with --jars: the driver serves them.
     """
     spark_submit = Path(sys.executable).parent / "spark-submit"

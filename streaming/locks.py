@@ -4,7 +4,7 @@ Whoever runs a stream (the CLI, spark-submit, the demo, Dagster's micro-batch jo
 continuous pipeline) takes the stream's lock first, so two of them never write one checkpoint
 at once. Locks are `flock`s on files under the state directory: the kernel drops them when
 the holder dies (even by SIGKILL), so a crash never leaves a stale lock. They guard one
-machine; on a cluster, run one orchestrator per pipeline (see the README).
+machine; on a cluster, run one orchestrator per pipeline (see docs/orchestration.md).
 """
 
 from __future__ import annotations

@@ -45,12 +45,12 @@ def spark_conf(
         "spark.sql.warehouse.dir": str(settings.state_dir / "spark-warehouse"),
         # Every stream's batches generate code; Spark keeps 100 compiled classes by default,
         # too few for the pipeline's queries in one driver: the rest are compiled again (and
-        # JIT-compiled again) batch after batch. README: Figures.
+        # JIT-compiled again) batch after batch. docs/benchmarks.md.
         "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
         # Projections and predicates that whole-stage code generation leaves out (the
         # contracts' checks among them, a profile found) are evaluated instead of having their
         # code generated in every task of every batch, which on the pipeline's small batches
-        # cost more than evaluating them. README: Benchmark (bench/profile_writer.py).
+        # cost more than evaluating them. docs/benchmarks.md (bench/profile_writer.py).
         "spark.sql.codegen.factoryMode": "NO_CODEGEN",
         # The pipeline's queries share the driver's cores: each query's jobs run in a pool of
         # its own (streaming/fused.py), so one query's MERGE does not queue the others' jobs

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from pyspark.sql import SparkSession
 
+from devstack.services.kafka_broker import LocalKafka
+from devstack.services.ports import free_port, free_ports
 from streaming.config import Settings, load_settings
-from streaming.services.kafka_broker import LocalKafka
-from streaming.services.ports import free_port, free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -200,7 +200,7 @@ def cdc_services(broker: Settings) -> Iterator[Settings]:
     """A project-owned PostgreSQL cluster, started by headwater's own service manager on a
     free loopback port; yields its settings. The cluster's passwords are exported for the
     tests' own profiles (postgres.*password_env)."""
-    from streaming.services.postgres import LocalPostgres, password
+    from devstack.services.postgres import LocalPostgres, password
 
     # Outside pytest's private temp folder: the server runs as the `postgres` user when the
     # tests run as root, and must reach its data directory.
@@ -235,7 +235,7 @@ def cdc_shop(
     (t<unique>, the demo tables, a publication and slot of its own) on the session's cluster,
     a Connect worker of its own to start (own port and group), and a connector
     `t<unique>-postgres` writing topic t<unique>.public.customers."""
-    from streaming.services.postgres import connect, create_database, prepare_tables
+    from devstack.services.postgres import connect, create_database, prepare_tables
 
     assert cdc_services.profile.postgres is not None
     port = int(cdc_services.profile.kafka.bootstrap_servers.rsplit(":", 1)[1])
@@ -279,9 +279,9 @@ def cdc_shop(
 def forget_connector(services: Settings, settings: Settings, name: str) -> None:
     """Delete the test's connector (when its worker still runs) and its replication slot (a
     slot left behind keeps WAL)."""
+    from devstack.services.kafka_connect import ConnectRest, rest_url
+    from devstack.services.postgres import connect
     from streaming.errors import ServiceError
-    from streaming.services.kafka_connect import ConnectRest, rest_url
-    from streaming.services.postgres import connect
 
     with contextlib.suppress(ServiceError):
         ConnectRest(rest_url(settings)).call("DELETE", f"/connectors/{name}")

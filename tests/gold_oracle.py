@@ -11,9 +11,9 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.producer import Delivered, produce
 from streaming.config import Settings
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.producer import Delivered, produce
 from streaming.kafka_client import ensure_topics
 from streaming.tables import read_table
 from tests.integration.test_silver_cdc import oracle as cdc_oracle

@@ -11,11 +11,11 @@ from typing import TypeVar
 
 from pyspark.sql import SparkSession
 
+from devstack.generator.producer import Delivered, produce
+from devstack.generator.shop import FaultRates, ShopSimulator
 from streaming.bronze import LAYER
 from streaming.config import Settings
 from streaming.delta_log import latest_version, live_rows
-from streaming.generator.producer import Delivered, produce
-from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
 from streaming.tables import read_delta
 

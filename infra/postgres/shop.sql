@@ -1,4 +1,4 @@
--- The demo shop's source tables (../DEMO-DOMAIN.md): run by `headwater up` as the owner
+-- The demo shop's source tables (../../docs/demo-domain.md): run by `headwater up` as the owner
 -- (postgres.user) in postgres.database on every start, so it must be safe to run again.
 CREATE TABLE IF NOT EXISTS public.customers (
     customer_id text PRIMARY KEY,

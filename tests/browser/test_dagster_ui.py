@@ -20,9 +20,9 @@ import dagster as dg
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
+from devstack.services.dagster_ui import DagsterUi
+from devstack.services.ports import free_port
 from streaming.config import DagsterUiSettings
-from streaming.services.dagster_ui import DagsterUi
-from streaming.services.ports import free_port
 from tests.browser.chromium import PAGE_DEADLINE_MS, chromium, open_page, screenshot
 from tests.conftest import write_conf
 from tests.helpers import wait_until

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.services.kafka_cluster import KafkaCluster, NodePorts
+from devstack.services.ports import free_ports
 from streaming.config import Settings
-from streaming.services.kafka_cluster import KafkaCluster, NodePorts
-from streaming.services.ports import free_ports
 from tests.conftest import REPO, write_conf
 
 NODES = 3

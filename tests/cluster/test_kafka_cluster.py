@@ -22,15 +22,15 @@ from cryptography import x509
 from pydantic import ValidationError
 from pyspark.sql import SparkSession
 
+from devstack.generator.producer import Delivered, produce
+from devstack.generator.shop import FaultRates, ShopSimulator
+from devstack.services.kafka_cluster import PASSWORD_ENV, KafkaCluster, NodePorts
+from devstack.services.ports import free_ports
+from devstack.services.tls import ensure_certificates
 from streaming.config import KafkaSettings, Settings, load_settings
 from streaming.errors import ConfigError, ServiceError
-from streaming.generator.producer import Delivered, produce
-from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import client_config, ensure_topics
 from streaming.runner import run_streams
-from streaming.services.kafka_cluster import PASSWORD_ENV, KafkaCluster, NodePorts
-from streaming.services.ports import free_ports
-from streaming.services.tls import ensure_certificates
 from tests.conftest import REPO
 from tests.helpers import (
     START,
@@ -291,7 +291,7 @@ def test_a_wrong_password_stops_pipeline_and_generator_at_start_up(
         [
             sys.executable,
             "-m",
-            "streaming.cli",
+            "devstack.cli",
             "--conf",
             str(on_cluster.conf_dir),
             "generate",

@@ -24,15 +24,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.producer import produce
+from devstack.generator.shop import FaultRates, ShopSimulator
+from devstack.services.kafka_cluster import KafkaCluster
+from devstack.services.ports import free_ports
+from devstack.services.spark_cluster import SparkStandalone
 from streaming.config import LocalSparkClusterSettings, Settings, load_settings
 from streaming.deploy import submit_command
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.producer import produce
-from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
-from streaming.services.kafka_cluster import KafkaCluster
-from streaming.services.ports import free_ports
-from streaming.services.spark_cluster import SparkStandalone
 from tests.conftest import REPO, write_shop_conf
 from tests.helpers import START
 

@@ -21,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "streaming.cli", "bench", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "devstack.cli", "bench", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -22,12 +22,12 @@ import yaml
 from playwright.sync_api import Page, expect
 from pyspark.sql import SparkSession
 
+from devstack.services.kafka_broker import port_in_use
+from devstack.services.ports import free_ports
 from orchestration.defs.quality.checks import QUALITY_JOB
 from streaming.catalog import pipeline_tables
 from streaming.config import Settings, load_settings
 from streaming.delta_log import live_rows
-from streaming.services.kafka_broker import port_in_use
-from streaming.services.ports import free_ports
 from streaming.tables import read_table
 from tests.conftest import write_conf
 from tests.helpers import wait_until
@@ -77,7 +77,7 @@ def start_demo(
             [
                 sys.executable,
                 "-m",
-                "streaming.cli",
+                "devstack.cli",
                 "--conf",
                 str(settings.conf_dir),
                 "demo",

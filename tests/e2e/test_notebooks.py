@@ -24,10 +24,10 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from pyspark.sql import SparkSession
 
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.producer import Delivered, produce
+from devstack.generator.shop import FaultRates, ShopSimulator
 from streaming.config import CONF_ENV, PROFILE_ENV, Settings
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.producer import Delivered, produce
-from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
 from streaming.runner import query_names, run_streams
 from tests.conftest import REPO, write_shop_conf

@@ -22,10 +22,10 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.producer import Delivered, produce
+from devstack.generator.shop import FaultRates, ShopSimulator
 from streaming.config import Settings
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.producer import Delivered, produce
-from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.gold.definitions import load_gold_tables
 from streaming.kafka_client import end_offsets, ensure_topics
 from streaming.reconcile import reconcile, reconcile_gold, reconcile_topic
@@ -121,7 +121,7 @@ def test_sigkill_of_the_pipeline_changes_no_result(
                     [
                         sys.executable,
                         "-m",
-                        "streaming.cli",
+                        "devstack.cli",
                         "--conf",
                         str(shop.conf_dir),
                         "stream",

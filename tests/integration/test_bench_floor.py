@@ -10,8 +10,8 @@ from pyspark.sql import functions as F
 
 from bench import floor
 from bench.side import Side, orders
+from devstack.generator.producer import produce
 from streaming.config import Settings
-from streaming.generator.producer import produce
 from streaming.kafka_client import ensure_topics
 
 pytestmark = pytest.mark.integration

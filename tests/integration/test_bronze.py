@@ -7,12 +7,12 @@ from confluent_kafka.admin import AdminClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from devstack.services.kafka_broker import LocalKafka
 from streaming.config import Settings
 from streaming.kafka_client import client_config, end_offsets, ensure_topics
 from streaming.progress import LAYER as OPS
 from streaming.progress import TABLE as PROGRESS
 from streaming.runner import StreamFailed, query_names, run_streams
-from streaming.services.kafka_broker import LocalKafka
 from tests.helpers import bronze_records, expected_records, produce_shop, wait_until
 
 pytestmark = pytest.mark.integration

@@ -23,27 +23,27 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import SparkSession
 
-from streaming.config import Settings
-from streaming.demo import FreshnessReport
-from streaming.generator.customers_db import (
+from devstack.demo import FreshnessReport
+from devstack.generator.customers_db import (
     Change,
     CustomerWorkload,
     WorkloadReport,
     existing_customers,
     run_workload,
 )
-from streaming.generator.producer import produce
-from streaming.generator.shop import ShopSimulator
-from streaming.kafka_client import client_config, end_offsets, ensure_topics
-from streaming.runner import run_streams
-from streaming.services.kafka_broker import port_in_use
-from streaming.services.kafka_connect import (
+from devstack.generator.producer import produce
+from devstack.generator.shop import ShopSimulator
+from devstack.services.kafka_broker import port_in_use
+from devstack.services.kafka_connect import (
     LocalConnect,
     connector_files,
     connector_name,
     wait_until_running,
 )
-from streaming.services.postgres import connect
+from devstack.services.postgres import connect
+from streaming.config import Settings
+from streaming.kafka_client import client_config, end_offsets, ensure_topics
+from streaming.runner import run_streams
 from streaming.tables import read_table
 from streaming.visibility import ChangeFreshness
 from tests.conftest import TOPOLOGIES
@@ -130,7 +130,7 @@ def pipeline_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "streaming.cli",
+                "devstack.cli",
                 "--conf",
                 str(settings.conf_dir),
                 "stream",

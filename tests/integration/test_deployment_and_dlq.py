@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer
 from pyspark.sql import SparkSession
 
-from streaming.cli import main
+from devstack.cli import main
 from streaming.config import Settings
 from streaming.deploy import deployed_layers
 from streaming.kafka_client import client_config
@@ -48,7 +48,7 @@ def test_application_per_layer_gives_the_same_exact_tables(
     sent = produce_shop(settings, 200, seed=61, faults="all")
     assert deployed_layers(settings) == ["bronze", "silver"]  # no gold table: no gold app
     # Each layer's application is a plain spark-submit of streaming/jobs/<layer>.py, as on a
-    # cluster (streaming/deploy.py builds the command the README shows).
+    # cluster (streaming/deploy.py builds the command docs/cluster.md shows).
     assert main(["--conf", str(settings.conf_dir), "run", "--available-now"]) == 0
     assert bronze_records(spark, settings) == expected_records(sent)
     expected_silver, _, _ = oracle(sent, settings.pipeline.sources[0].topic)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.shop import FaultRates
 from streaming.config import Settings
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.shop import FaultRates
 from streaming.runner import run_streams, stream_ids
 from tests.gold_oracle import actual_gold, expected_gold, send_changes
 from tests.helpers import START, produce_shop

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.shop import FaultRates
 from streaming.catalog import pipeline_tables
 from streaming.config import Settings
 from streaming.delta_log import COMMIT, live_files, local_path
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.shop import FaultRates
 from streaming.locks import stream_locks
 from streaming.maintenance import MaintenanceResult, maintain_table
 from streaming.quality.freshness import last_commit_time

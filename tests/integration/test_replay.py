@@ -12,8 +12,8 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from devstack.generator.producer import Delivered
 from streaming.config import Settings
-from streaming.generator.producer import Delivered
 from streaming.kafka_client import end_offsets
 from streaming.replay import ReplayError, replay_topic
 from streaming.runner import run_streams

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.producer import Delivered, produce
+from devstack.generator.shop import FaultRates
 from streaming.config import Settings
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.producer import Delivered, produce
-from streaming.generator.shop import FaultRates
 from streaming.kafka_client import ensure_topics
 from streaming.runner import run_streams
 from streaming.tables import read_delta

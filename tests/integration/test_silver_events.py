@@ -1,5 +1,5 @@
 """bronze -> silver / quarantine / duplicates over the real broker, judged by an oracle that
-reimplements DEMO-DOMAIN.md's rules in plain Python over what the generator sent."""
+reimplements docs/demo-domain.md's rules in plain Python over what the generator sent."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from devstack.generator.producer import Delivered
 from streaming.config import Settings
-from streaming.generator.producer import Delivered
 from streaming.runner import run_streams
 from streaming.tables import read_delta
 from tests.conftest import TOPOLOGIES

@@ -29,14 +29,14 @@ import pytest
 from dagster._core.definitions.freshness import FreshnessState
 from pyspark.sql import SparkSession
 
+from devstack.generator.producer import Delivered, produce
+from devstack.generator.shop import FaultRates, ShopSimulator
+from devstack.services.dagster_ui import DagsterUi
+from devstack.services.ports import free_port
 from orchestration.pipes_pipeline import OWNER_PREFIX
 from streaming.config import DagsterUiSettings, Settings
-from streaming.generator.producer import Delivered, produce
-from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
 from streaming.locks import Holder, holder
-from streaming.services.dagster_ui import DagsterUi
-from streaming.services.ports import free_port
 from tests.conftest import write_conf
 from tests.helpers import START, bronze_rows, wait_until
 from tests.orchestration.test_supervision import assert_exact, landed, process_tree

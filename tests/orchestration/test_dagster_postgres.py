@@ -23,14 +23,14 @@ import pytest
 from psycopg import sql
 from pyspark.sql import SparkSession
 
+from devstack.services.dagster_instance import prepare_instance
+from devstack.services.dagster_ui import DagsterUi
+from devstack.services.ports import free_port
+from devstack.services.postgres import connect, create_database
 from orchestration.defs.maintenance.jobs import JOB, OP
 from orchestration.defs.resources import HeadwaterResource
 from streaming.config import CONF_ENV, PROFILE_ENV, PostgresSettings, Settings
 from streaming.errors import ConfigError
-from streaming.services.dagster_instance import prepare_instance
-from streaming.services.dagster_ui import DagsterUi
-from streaming.services.ports import free_port
-from streaming.services.postgres import connect, create_database
 from tests.conftest import REPO, write_conf
 
 pytestmark = pytest.mark.integration

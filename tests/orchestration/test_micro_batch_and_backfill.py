@@ -11,6 +11,9 @@ import dagster as dg
 import pytest
 from pyspark.sql import SparkSession
 
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.producer import Delivered, produce
+from devstack.generator.shop import FaultRates, ShopSimulator
 from orchestration.defs.bronze.assets import bronze_tables, kafka_topics
 from orchestration.defs.gold.assets import gold_assets
 from orchestration.defs.micro_batch.jobs import JOB, micro_batch_job
@@ -20,9 +23,6 @@ from orchestration.defs.resources import HeadwaterResource
 from orchestration.defs.silver.assets import silver_assets
 from streaming.catalog import pipeline_tables
 from streaming.config import Settings, load_settings
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.producer import Delivered, produce
-from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
 from streaming.reconcile import reconcile
 from streaming.tables import read_delta

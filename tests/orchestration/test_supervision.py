@@ -24,14 +24,14 @@ import dagster as dg
 import pytest
 from pyspark.sql import SparkSession
 
+from devstack.generator.producer import Delivered, produce
+from devstack.generator.shop import FaultRates, ShopSimulator
 from orchestration.defs.keys import table_key
 from orchestration.defs.streams import CONTINUOUS_JOB, supervisor_sensor
 from orchestration.defs.streams.continuous import RESTART_REASON_TAG
 from streaming.catalog import pipeline_tables
 from streaming.config import Settings
 from streaming.delta_log import live_rows
-from streaming.generator.producer import Delivered, produce
-from streaming.generator.shop import FaultRates, ShopSimulator
 from streaming.kafka_client import ensure_topics
 from streaming.locks import Holder, StreamBusy, holder
 from streaming.progress import read_heartbeats

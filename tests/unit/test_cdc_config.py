@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.services.kafka_connect import connector_files, render_connector
+from devstack.services.postgres import password, server_bin_dir
 from streaming.config import LocalPostgresSettings, Settings, load_settings
 from streaming.errors import ConfigError, DependencyError
-from streaming.services.kafka_connect import connector_files, render_connector
-from streaming.services.postgres import password, server_bin_dir
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from streaming.cli import main
+from devstack.cli import main
+from devstack.services.kafka_broker import LocalKafka
+from devstack.services.ports import free_port
 from streaming.errors import ServiceError
-from streaming.services.kafka_broker import LocalKafka
-from streaming.services.ports import free_port
 from tests.conftest import write_conf
 
 pytestmark = pytest.mark.unit
@@ -69,14 +69,14 @@ def test_profile_without_local_broker_explains(capsys: pytest.CaptureFixture[str
 def test_demo_seconds_bounds_the_demo_and_a_bad_value_is_one_sentence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import streaming.cli
-    import streaming.demo
+    import devstack.cli
+    import devstack.demo
 
     write_conf(tmp_path)
-    monkeypatch.setattr(streaming.cli, "stop_on_signals", lambda stop: None)  # pytest's own
+    monkeypatch.setattr(devstack.cli, "stop_on_signals", lambda stop: None)  # pytest's own
     asked: list[float | None] = []
     monkeypatch.setattr(
-        streaming.demo, "run_demo", lambda settings, *, seconds, **_: asked.append(seconds)
+        devstack.demo, "run_demo", lambda settings, *, seconds, **_: asked.append(seconds)
     )
     conf = ["--conf", str(tmp_path / "conf"), "demo", "--no-ui"]
     monkeypatch.setenv("DEMO_SECONDS", "45")

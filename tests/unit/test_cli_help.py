@@ -8,7 +8,7 @@ import argparse
 
 import pytest
 
-from streaming.cli import _COMMANDS, _parser
+from devstack.cli import _COMMANDS, _parser
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streaming.cli import main
+from devstack.cli import main
 from streaming.contracts.compat import problems
 from streaming.contracts.model import load_contract
 

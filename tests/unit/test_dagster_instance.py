@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.services.dagster_instance import HEADER, dagster_home, main, prepare_instance
+from devstack.services.dagster_ui import DagsterUi
+from devstack.services.ports import free_port
 from streaming.config import Settings, load_settings
 from streaming.errors import ConfigError
-from streaming.services.dagster_instance import HEADER, dagster_home, main, prepare_instance
-from streaming.services.dagster_ui import DagsterUi
-from streaming.services.ports import free_port
 from tests.conftest import write_conf
 
 pytestmark = pytest.mark.unit

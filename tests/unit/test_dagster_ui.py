@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devstack.services.dagster_ui import DagsterUi
+from devstack.services.kafka_broker import port_in_use
+from devstack.services.ports import free_port
 from streaming.config import DagsterUiSettings, Settings, load_settings
 from streaming.errors import ConfigError, ServiceError
-from streaming.services.dagster_ui import DagsterUi
-from streaming.services.kafka_broker import port_in_use
-from streaming.services.ports import free_port
 from tests.conftest import write_conf
 
 pytestmark = pytest.mark.unit

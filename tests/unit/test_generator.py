@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streaming.generator.shop import FAULT_KINDS, FaultRates, Record, ShopSimulator
+from devstack.generator.shop import FAULT_KINDS, FaultRates, Record, ShopSimulator
 
 pytestmark = pytest.mark.unit
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from streaming.services import kafka_broker
+from devstack.services import kafka_broker
 
 
 def test_cluster_ids_are_22_url_safe_characters_and_never_look_like_an_option(

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from streaming.cli import main
+from devstack.cli import main
+from devstack.services.kafka_cluster import KafkaCluster
+from devstack.services.spark_cluster import SparkStandalone
 from streaming.config import load_settings
-from streaming.services.kafka_cluster import KafkaCluster
-from streaming.services.spark_cluster import SparkStandalone
 from tests.conftest import REPO, write_conf
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streaming.services.kafka_broker import owned_pid
+from devstack.services.kafka_broker import owned_pid
 
 pytestmark = pytest.mark.unit
 

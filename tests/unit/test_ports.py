@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streaming.services.ports import PortAllocator, ephemeral_range, free_port, free_ports
+from devstack.services.ports import PortAllocator, ephemeral_range, free_port, free_ports
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from delta.exceptions import ConcurrentAppendException
 
-from streaming.cli import main
+from devstack.cli import main
 from streaming.replay import (
     ReplayError,
     check_start,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from streaming.cli import main
+from devstack.cli import main
+from devstack.services.ports import free_ports
+from devstack.services.spark_cluster import SparkStandalone
 from streaming.config import load_settings
 from streaming.errors import ConfigError, ServiceError
-from streaming.services.ports import free_ports
-from streaming.services.spark_cluster import SparkStandalone
 from tests.conftest import REPO, write_conf
 
 pytestmark = pytest.mark.unit

@@ -33,7 +33,7 @@ def _pom_properties() -> dict[str, str]:
 def _pyproject_pin(name: str) -> str:
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     for dep in deps:
-        found = re.match(rf"^{re.escape(name)}==([\w.]+)", dep)
+        found = re.match(rf"^{re.escape(name)}(?:\[[\w,-]+\])?==([\w.]+)", dep)  # extras allowed
         if found:
             return found.group(1)
     raise AssertionError(f"{name} is not pinned exactly in pyproject.toml")

@@ -1,4 +1,4 @@
-"""The demo shop of DEMO-DOMAIN.md as a deterministic stream of Kafka records.
+"""The demo shop of docs/demo-domain.md as a deterministic stream of Kafka records.
 
 `ShopSimulator(seed, start_time, rate, faults)` yields orders and payments (and, on request,
 faulty records) one at a time. Everything but the wall clock is drawn from one `random.Random`

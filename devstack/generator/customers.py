@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streaming.generator.shop import FaultRates, Record
+from devstack.generator.shop import FaultRates, Record
 
 CUSTOMERS_TOPIC = "shop.public.customers"
 COUNTRIES = ("DE", "FR", "GB", "US", "JP", "NL", "ES", "IT")

@@ -26,9 +26,9 @@ from typing import Any
 
 import pyspark
 
+from devstack.services.kafka_broker import _alive, owned_pid, port_in_use
 from streaming.config import LocalSparkClusterSettings, Settings
 from streaming.errors import ConfigError, ServiceError
-from streaming.services.kafka_broker import _alive, owned_pid, port_in_use
 from streaming.versions import require_java
 
 START_DEADLINE_S = 120.0

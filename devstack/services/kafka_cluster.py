@@ -7,7 +7,7 @@ copies and need two in sync (offsets and transaction state too), so one node may
 losing data or writes.
 
 Secured (the default), clients reach the CLIENT listeners over SASL_SSL with SCRAM-SHA-512:
-the certificate comes from a local CA (streaming.services.tls), the one SCRAM user is written
+the certificate comes from a local CA (devstack.services.tls), the one SCRAM user is written
 into the metadata when the storage is formatted, and its generated password is kept only in
 <state_dir>/kafka-cluster/credentials.json (mode 0600). Replication between the brokers uses
 an INTERNAL listener and the quorum a CONTROLLER listener, both PLAINTEXT on 127.0.0.1: on one
@@ -32,11 +32,11 @@ from string import Template
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
+from devstack.services.kafka_broker import _alive, new_cluster_id, owned_pid, port_in_use
+from devstack.services.tls import Certificates, ensure_certificates, write_file
 from streaming.config import KafkaSettings, SaslSettings, Settings
 from streaming.errors import ConfigError, ServiceError
 from streaming.kafka_client import client_config
-from streaming.services.kafka_broker import _alive, new_cluster_id, owned_pid, port_in_use
-from streaming.services.tls import Certificates, ensure_certificates, write_file
 from streaming.versions import broker_classpath, require_java
 
 START_DEADLINE_S = 120.0

@@ -3,7 +3,7 @@
 streaming/ never imports Dagster; it only launches its command line, from the checkout that
 holds pyproject.toml's `[tool.dagster]` (the code location `headwater`). Its instance lives in
 <state_dir>/dagster (DAGSTER_HOME), its dagster.yaml is generated from the profile
-(streaming.services.dagster_instance: local storage, or the profile's PostgreSQL), its output
+(devstack.services.dagster_instance: local storage, or the profile's PostgreSQL), its output
 goes to <state_dir>/dagster/dagster-dev.log.
 `start` says clearly when the port is taken; `wait_until_answering` polls the webserver with a
 deadline; `stop` sends SIGTERM to its process group, then SIGKILL after a deadline.
@@ -23,16 +23,16 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from streaming.config import DagsterStorageSettings, DagsterUiSettings, Settings
-from streaming.errors import ServiceError
-from streaming.services.dagster_instance import (
+from devstack.services.dagster_instance import (
     check_storage_secrets,
     dagster_environment,
     dagster_home,
     instance_yaml,
     write_instance_yaml,
 )
-from streaming.services.kafka_broker import port_in_use
+from devstack.services.kafka_broker import port_in_use
+from streaming.config import DagsterStorageSettings, DagsterUiSettings, Settings
+from streaming.errors import ServiceError
 
 HOST = "127.0.0.1"
 START_DEADLINE_S = 300.0  # a cold `dagster dev` takes ~50 s on 2 cores, ~2 min when they are busy

@@ -6,10 +6,8 @@ service, for the CLI and the demo to print.
 
 from __future__ import annotations
 
-from streaming.config import Settings
-from streaming.kafka_client import ensure_topics
-from streaming.services.kafka_broker import LocalKafka
-from streaming.services.kafka_connect import (
+from devstack.services.kafka_broker import LocalKafka
+from devstack.services.kafka_connect import (
     ConnectRest,
     LocalConnect,
     apply_connectors,
@@ -17,7 +15,9 @@ from streaming.services.kafka_connect import (
     connector_name,
     rest_url,
 )
-from streaming.services.postgres import LocalPostgres
+from devstack.services.postgres import LocalPostgres
+from streaming.config import Settings
+from streaming.kafka_client import ensure_topics
 
 
 def up(settings: Settings) -> list[str]:

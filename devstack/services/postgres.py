@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from devstack.services.kafka_broker import port_in_use
 from streaming.config import LocalPostgresSettings, PostgresSettings, Settings
 from streaming.errors import ConfigError, DependencyError, ServiceError
-from streaming.services.kafka_broker import port_in_use
 
 if TYPE_CHECKING:
     import psycopg

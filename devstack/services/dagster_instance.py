@@ -9,7 +9,7 @@ Dagster reads when it starts. Without the block Dagster keeps its local default,
 under DAGSTER_HOME.
 
 Dagster started some other way (a `dagster-daemon` and `dagster-webserver` on a server)
-gets the same instance from `python -m streaming.services.dagster_instance --profile cluster`,
+gets the same instance from `python -m devstack.services.dagster_instance --profile cluster`,
 which writes it and prints `DAGSTER_HOME=<path>` (never a password).
 
 streaming/ imports nothing of Dagster: this only writes the file Dagster reads.
@@ -145,7 +145,7 @@ def dagster_environment(
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the profile's Dagster instance and print `DAGSTER_HOME=<path>`; 2 on bad config."""
     parser = argparse.ArgumentParser(
-        prog="python -m streaming.services.dagster_instance",
+        prog="python -m devstack.services.dagster_instance",
         description="Write <state_dir>/dagster/dagster.yaml from a headwater profile.",
     )
     parser.add_argument("--conf", help=f"conf directory (default ${CONF_ENV} or ./conf)")

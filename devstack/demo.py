@@ -18,23 +18,23 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
-from streaming.config import Settings
-from streaming.errors import HeadwaterError
-from streaming.generator.customers import CustomerChanges
-from streaming.generator.customers_db import (
+from devstack.generator.customers import CustomerChanges
+from devstack.generator.customers_db import (
     CustomerWorkload,
     WorkloadReport,
     existing_customers,
     run_workload,
 )
-from streaming.generator.producer import GenerationReport, produce
-from streaming.generator.shop import FaultRates, Record, ShopSimulator
+from devstack.generator.producer import GenerationReport, produce
+from devstack.generator.shop import FaultRates, Record, ShopSimulator
+from devstack.services.dagster_ui import DagsterUi
+from devstack.services.kafka_broker import LocalKafka
+from devstack.services.kafka_connect import ConnectRest, LocalConnect, apply_connectors
+from devstack.services.postgres import LocalPostgres
+from streaming.config import Settings
+from streaming.errors import HeadwaterError
 from streaming.jobs.common import stop_on_signals
 from streaming.kafka_client import ensure_topics
-from streaming.services.dagster_ui import DagsterUi
-from streaming.services.kafka_broker import LocalKafka
-from streaming.services.kafka_connect import ConnectRest, LocalConnect, apply_connectors
-from streaming.services.postgres import LocalPostgres
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

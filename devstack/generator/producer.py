@@ -12,9 +12,9 @@ from typing import IO, Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from devstack.generator.shop import Record
 from streaming.config import KafkaSettings
 from streaming.errors import ServiceError
-from streaming.generator.shop import Record
 from streaming.kafka_client import client_config
 
 

@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _up(settings: Settings, _args: argparse.Namespace) -> int:
-    from streaming.services.local import up
+    from devstack.services.local import up
 
     for line in up(settings):
         print(line)
@@ -208,7 +208,7 @@ def _up(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _down(settings: Settings, _args: argparse.Namespace) -> int:
-    from streaming.services.local import down
+    from devstack.services.local import down
 
     for line in down(settings):
         print(line)
@@ -216,7 +216,7 @@ def _down(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _status(settings: Settings, _args: argparse.Namespace) -> int:
-    from streaming.services.local import status
+    from devstack.services.local import status
 
     healthy, lines = status(settings)
     for line in lines:
@@ -230,8 +230,8 @@ def _cluster(settings: Settings, args: argparse.Namespace) -> int:
     (local_spark_cluster), whichever it has; Kafka starts first and stops last."""
     import shlex
 
-    from streaming.services.kafka_cluster import PASSWORD_ENV, USERNAME_ENV, KafkaCluster
-    from streaming.services.spark_cluster import SparkStandalone
+    from devstack.services.kafka_cluster import PASSWORD_ENV, USERNAME_ENV, KafkaCluster
+    from devstack.services.spark_cluster import SparkStandalone
 
     profile = settings.profile
     if profile.local_kafka_cluster is None and profile.local_spark_cluster is None:
@@ -249,7 +249,7 @@ def _cluster(settings: Settings, args: argparse.Namespace) -> int:
                 f"kafka: SASL_SSL (SCRAM-SHA-512) at {kafka.bootstrap_servers}, CA "
                 f"{kafka.certificates.ca_cert}; clients read the user from {USERNAME_ENV} "
                 f"({kafka.username}) and the password from {PASSWORD_ENV}, which is the "
-                f"'password' in {kafka.credentials_file} (README: Running on a cluster)"
+                f"'password' in {kafka.credentials_file} (docs/cluster.md)"
             )
         if spark is not None:
             spark_status, started = spark.up()
@@ -301,9 +301,9 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
     import secrets
     from datetime import UTC
 
-    from streaming.generator.customers import CustomerChanges
-    from streaming.generator.producer import produce, stderr_if_tty
-    from streaming.generator.shop import FaultRates, Record, ShopSimulator
+    from devstack.generator.customers import CustomerChanges
+    from devstack.generator.producer import produce, stderr_if_tty
+    from devstack.generator.shop import FaultRates, Record, ShopSimulator
     from streaming.kafka_client import ensure_topics
 
     try:
@@ -448,8 +448,8 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from streaming.demo import run_demo
-    from streaming.generator.shop import FaultRates
+    from devstack.demo import run_demo
+    from devstack.generator.shop import FaultRates
 
     seconds = args.seconds
     if seconds is None and os.environ.get(DEMO_SECONDS_ENV):
@@ -472,7 +472,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 def _jvm_archive(settings: Settings, _args: argparse.Namespace) -> int:
     import time
 
-    from streaming.jvm_archive import build_archive
+    from devstack.jvm_archive import build_archive
 
     started = time.monotonic()
     path = build_archive(settings)
@@ -482,10 +482,12 @@ def _jvm_archive(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from bench.run import main as bench_main
+    """The benchmark harness (bench/run.py) in a process of its own: the CLI does not import
+    it, and it parses its own options."""
+    import subprocess
 
     conf = ["--conf", str(settings.conf_dir), "--profile", settings.profile_name]
-    return bench_main([*conf, *args.bench_args])
+    return subprocess.call([sys.executable, "-m", "bench.run", *conf, *args.bench_args])
 
 
 _COMMANDS = {

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from devstack.generator.customers import COUNTRIES, FIRST, LAST, SEGMENTS
+from devstack.services.postgres import connect
 from streaming.config import Settings
-from streaming.generator.customers import COUNTRIES, FIRST, LAST, SEGMENTS
-from streaming.services.postgres import connect
 
 Op = Literal["c", "u", "d"]
 COLUMNS = ("customer_id", "name", "email", "country", "segment")

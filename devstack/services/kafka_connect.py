@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
+from devstack.services.kafka_broker import _alive, owned_pid, port_in_use
+from devstack.services.postgres import password
 from streaming.config import KafkaConnectSettings, Settings
 from streaming.errors import ConfigError, DependencyError, ServiceError
-from streaming.services.kafka_broker import _alive, owned_pid, port_in_use
-from streaming.services.postgres import password
 from streaming.versions import require_java
 
 START_DEADLINE_S = 180.0
