@@ -31,6 +31,7 @@ from devstack.services.dagster_ui import DagsterUi
 from devstack.services.kafka_broker import LocalKafka
 from devstack.services.kafka_connect import ConnectRest, LocalConnect, apply_connectors
 from devstack.services.postgres import LocalPostgres
+from streaming import plan
 from streaming.config import Settings
 from streaming.errors import HeadwaterError
 from streaming.jobs.common import stop_on_signals
@@ -81,13 +82,14 @@ class FreshnessReport:
                 self.events.append((settings.table_path_by_name(name), name, fed_by(name)))
             contract = cdc_contract(settings, source)
             if contract is not None:
-                table = contract.silver_table
+                cdc = plan.cdc_tables(contract.silver_table)
+                changes = plan.qualified(plan.SILVER, cdc.changes)
                 self.changes.append(
                     (
-                        settings.table_path("silver", f"{table}_changes"),
-                        settings.table_path("silver", table),
-                        f"silver.{table}",
-                        fed_by(f"silver.{table}_changes"),
+                        settings.table_path(plan.SILVER, cdc.changes),
+                        settings.table_path(plan.SILVER, cdc.current),
+                        plan.qualified(plan.SILVER, cdc.current),
+                        fed_by(changes),
                     )
                 )
 
@@ -428,8 +430,7 @@ def _table_counts(spark: SparkSession, settings: Settings) -> dict[str, int]:
             names.append(f"silver.{contract.silver_table}")
         cdc = cdc_contract(settings, source)
         if cdc is not None:
-            table = cdc.silver_table
-            names += [f"silver.{table}", f"silver.{table}_history", f"silver.{table}_changes"]
+            names += [plan.qualified(plan.SILVER, t) for t in plan.cdc_tables(cdc.silver_table).all]
         if contract is not None or cdc is not None:
             names += [f"quarantine.{source.table_name}", f"duplicates.{source.table_name}"]
     tables = {name: read_table(spark, settings, name) for name in names}

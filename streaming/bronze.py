@@ -23,6 +23,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from streaming import plan
 from streaming.config import Settings, Source
 from streaming.kafka_client import spark_kafka_options
 
@@ -85,7 +86,7 @@ def to_bronze(kafka_records: DataFrame, ingest_time: Column | None = None) -> Da
 
 def query_name(source: Source) -> str:
     """The name of the stream writing `bronze.<table>` (what progress rows and the UI show)."""
-    return f"{LAYER}_{source.table_name}"
+    return plan.query_name(LAYER, source.table_name)
 
 
 def kafka_stream(spark: SparkSession, settings: Settings, source: Source) -> DataFrame:

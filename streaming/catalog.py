@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streaming import plan
 from streaming.config import Settings, Source
 from streaming.gold.definitions import load_gold_tables
 from streaming.silver.events import DUPLICATES, EVENT_DATE, QUARANTINE, SILVER
@@ -55,7 +56,7 @@ def pipeline_tables(settings: Settings) -> list[Table]:
                 settings.table_path(GOLD, gold.name),
                 gold.description,
                 tuple(dict.fromkeys(s.table for s in gold.sources)),
-                f"{GOLD}:{gold.name}",
+                plan.stream_id(GOLD, gold.name),
                 gold.day_column,
                 event_time=gold.day_column,
             )
@@ -70,7 +71,7 @@ def _bronze(settings: Settings, source: Source) -> Table:
         settings.table_path(BRONZE, source.table_name),
         f"Every record of Kafka topic {source.topic}, as received, exactly once.",
         (f"kafka.{source.table_name}",),
-        f"{BRONZE}:{source.topic}",
+        plan.stream_id(BRONZE, source.topic),
         topic=source.topic,
         # Replays MERGE into bronze too, but retry when a commit conflicts (streaming.replay).
         blind_appends=True,
@@ -79,7 +80,7 @@ def _bronze(settings: Settings, source: Source) -> Table:
 
 def _silver(settings: Settings, source: Source) -> list[Table]:
     bronze = f"{BRONZE}.{source.table_name}"
-    stream = f"{SILVER}:{source.topic}"
+    stream = plan.stream_id(SILVER, source.topic)
     events, cdc = event_contract(settings, source), cdc_contract(settings, source)
     if events is None and cdc is None:
         return []
@@ -101,17 +102,20 @@ def _silver(settings: Settings, source: Source) -> list[Table]:
             )
         )
     if cdc is not None:
-        name = cdc.silver_table
-        for suffix, text in (
-            ("_changes", "Every change of {t} (Debezium envelope flattened), once per change."),
-            ("", "Current state of {t} (SCD1): upserts applied and deletes removed, in LSN order."),
-            ("_history", "Every version of {t}'s rows with validity intervals (SCD2)."),
+        names = plan.cdc_tables(cdc.silver_table)
+        for table_name, text in (
+            (names.changes, "Every change of {t} (Debezium envelope flattened), once per change."),
+            (
+                names.current,
+                "Current state of {t} (SCD1): upserts applied and deletes removed, in LSN order.",
+            ),
+            (names.history, "Every version of {t}'s rows with validity intervals (SCD2)."),
         ):
             out.append(
                 Table(
                     SILVER,
-                    f"{name}{suffix}",
-                    settings.table_path(SILVER, f"{name}{suffix}"),
+                    table_name,
+                    settings.table_path(SILVER, table_name),
                     text.format(t=source.topic),
                     (bronze,),
                     stream,

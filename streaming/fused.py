@@ -27,6 +27,7 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from streaming import plan
 from streaming.batches import start_foreach_batch
 from streaming.bronze import LAYER as BRONZE
 from streaming.bronze import PARTITION_COLUMN, kafka_stream
@@ -43,7 +44,7 @@ BRONZE_RECORD = ("topic", "partition", "offset")  # what identifies a Kafka reco
 
 def query_name(source: Source) -> str:
     """The name of the fused query of `source` (what progress rows and the UI show)."""
-    return f"fused_{source.table_name}"
+    return plan.query_name(plan.FUSED, source.table_name)
 
 
 class FusedBatchWriter:

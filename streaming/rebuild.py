@@ -21,6 +21,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from streaming import plan
 from streaming.bronze import LAYER as BRONZE
 from streaming.config import Settings, Source
 from streaming.contracts.model import CdcContract, Contract
@@ -147,17 +148,18 @@ def rebuild_cdc(
     changes, later = first_per_id(change_rows(parsed, contract), CHANGE_KEY)
     changes = changes.localCheckpoint(eager=True)
     table, name = contract.silver_table, source.table_name
+    names = plan.cdc_tables(table)
     coords = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingest_time"]
     out = Rebuilt()
-    out.rows[f"{SILVER}.{table}_changes"] = _replace_all(
-        changes, settings.table_path(SILVER, f"{table}_changes")
+    out.rows[plan.qualified(SILVER, names.changes)] = _replace_all(
+        changes, settings.table_path(SILVER, names.changes)
     )
     out.rows[f"{SILVER}.{table}"] = _replace_all(
         current_rows(changes, contract).where("op != 'd'").drop("op"),
         settings.table_path(SILVER, table),
     )
-    out.rows[f"{SILVER}.{table}_history"] = _replace_all(
-        history_rows(changes, contract), settings.table_path(SILVER, f"{table}_history")
+    out.rows[plan.qualified(SILVER, names.history)] = _replace_all(
+        history_rows(changes, contract), settings.table_path(SILVER, names.history)
     )
     out.rows[f"{QUARANTINE}.{name}"] = _replace_all(
         quarantine_rows(parsed.where(~F.col("_tombstone"))), settings.table_path(QUARANTINE, name)

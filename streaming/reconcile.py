@@ -13,6 +13,7 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from streaming import plan
 from streaming.config import Settings, Source
 from streaming.gold.definitions import GoldTable, evaluate, load_gold_tables
 from streaming.silver.streams import cdc_contract, event_contract
@@ -121,7 +122,13 @@ def reconcile_topic(
     time, and silver reads bronze's commits in order). `settled_until` is that time.
     """
     events, cdc = event_contract(settings, source), cdc_contract(settings, source)
-    silver_name = events.silver_table if events else f"{cdc.silver_table}_changes" if cdc else None
+    silver_name = (
+        events.silver_table
+        if events
+        else plan.cdc_tables(cdc.silver_table).changes
+        if cdc
+        else None
+    )
     frames = {
         "bronze": read_table(spark, settings, f"bronze.{source.table_name}"),
         "silver": read_table(spark, settings, f"silver.{silver_name}") if silver_name else None,

@@ -15,8 +15,8 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from streaming import plan
 from streaming.bronze import BRONZE_SCHEMA, start_bronze
-from streaming.bronze import LAYER as BRONZE
 from streaming.bronze import PARTITION_COLUMN as BRONZE_PARTITION
 from streaming.bronze import query_name as bronze_query_name
 from streaming.config import Settings, Source, Topology
@@ -28,6 +28,7 @@ from streaming.gold.maintain import ensure_gold_table, start_gold
 from streaming.gold.maintain import query_name as gold_query_name
 from streaming.kafka_client import check_access
 from streaming.locks import stream_locks
+from streaming.plan import BRONZE, GOLD, SILVER
 from streaming.progress import ProgressRecorder
 from streaming.silver.streams import (
     cdc_contract,
@@ -246,16 +247,16 @@ def stream_ids(
     ids: list[str] = []
     for layer in layers:
         if layer == "bronze":
-            ids += [f"bronze:{s.topic}" for s in sources]
+            ids += [plan.stream_id(BRONZE, s.topic) for s in sources]
         elif layer == "silver":
             ids += [
-                f"silver:{s.topic}"
+                plan.stream_id(SILVER, s.topic)
                 for s in sources
                 if event_contract(settings, s) is not None or cdc_contract(settings, s) is not None
             ]
         elif layer == "gold":
             golds = gold_tables_for(settings, sources, gold_tables, fused=fused)
-            ids += [f"gold:{t.name}" for t in golds]
+            ids += [plan.stream_id(GOLD, t.name) for t in golds]
     return ids
 
 
@@ -266,11 +267,17 @@ def query_names(settings: Settings) -> dict[str, str]:
     sources = settings.pipeline.sources
     ids = stream_ids(settings, sources, LAYERS)
     if settings.pipeline.topology == "layered":
-        names = {f"bronze:{s.topic}": bronze_query_name(s) for s in sources}
-        names |= {f"silver:{s.topic}": silver_query_name(s) for s in sources}
+        names = {plan.stream_id(BRONZE, s.topic): bronze_query_name(s) for s in sources}
+        names |= {plan.stream_id(SILVER, s.topic): silver_query_name(s) for s in sources}
     else:
-        names = {f"{layer}:{s.topic}": fused_query_name(s) for s in sources for layer in LAYERS[:2]}
-    names |= {f"gold:{t.name}": gold_query_name(t) for t in gold_tables_for(settings, sources)}
+        names = {
+            plan.stream_id(layer, s.topic): fused_query_name(s)
+            for s in sources
+            for layer in LAYERS[:2]
+        }
+    names |= {
+        plan.stream_id(GOLD, t.name): gold_query_name(t) for t in gold_tables_for(settings, sources)
+    }
     return {stream: names[stream] for stream in ids}
 
 
@@ -293,7 +300,7 @@ def gold_tables_for(
         if events is not None:
             silver.add(f"silver.{events.silver_table}")
         if cdc is not None:
-            silver |= {f"silver.{cdc.silver_table}{s}" for s in ("", "_changes", "_history")}
+            silver |= {plan.qualified(SILVER, t) for t in plan.cdc_tables(cdc.silver_table).all}
     fed = any if fused else all
     return [
         t

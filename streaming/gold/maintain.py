@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 
+from streaming import plan
 from streaming.batches import start_foreach_batch
 from streaming.config import Settings
 from streaming.gold.definitions import GoldSource, GoldTable, evaluate, with_keys
@@ -26,7 +27,7 @@ LAYER = "gold"
 
 
 def query_name(table: GoldTable) -> str:
-    return f"{LAYER}_{table.name}"
+    return plan.query_name(LAYER, table.name)
 
 
 class GoldBatchWriter:

@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from streaming import plan
 from streaming.config import Settings, Source
 from streaming.contracts.model import CdcContract
 from streaming.contracts.spark import (
@@ -216,9 +217,9 @@ class CdcBatchWriter:
     ) -> None:
         self.contract = contract
         table = contract.silver_table
-        self.changes_path = settings.table_path(SILVER, f"{table}_changes")
+        self.changes_path = settings.table_path(SILVER, plan.cdc_tables(table).changes)
         self.current_path = settings.table_path(SILVER, table)
-        self.history_path = settings.table_path(SILVER, f"{table}_history")
+        self.history_path = settings.table_path(SILVER, plan.cdc_tables(table).history)
         self.quarantine_path = settings.table_path(QUARANTINE, source.table_name)
         self.duplicates_path = settings.table_path(DUPLICATES, source.table_name)
         # One writer per checkpoint: an app id per checkpoint makes its replays idempotent.

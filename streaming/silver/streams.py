@@ -8,6 +8,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 
+from streaming import plan
 from streaming.batches import BatchFunction, start_foreach_batch
 from streaming.bronze import BRONZE_SCHEMA, PARTITION_COLUMN
 from streaming.bronze import LAYER as BRONZE
@@ -69,7 +70,7 @@ def _contract_file(settings: Settings, source: Source, kind: str, example: str) 
 
 
 def query_name(source: Source) -> str:
-    return f"{SILVER}_{source.table_name}"
+    return plan.query_name(SILVER, source.table_name)
 
 
 def ensure_event_tables(
@@ -144,9 +145,9 @@ def ensure_cdc_tables(
     table = contract.silver_table
     paths = [
         settings.table_path(BRONZE, source.table_name),
-        settings.table_path(SILVER, f"{table}_changes"),
+        settings.table_path(SILVER, plan.cdc_tables(table).changes),
         settings.table_path(SILVER, table),
-        settings.table_path(SILVER, f"{table}_history"),
+        settings.table_path(SILVER, plan.cdc_tables(table).history),
         settings.table_path(QUARANTINE, source.table_name),
         settings.table_path(DUPLICATES, source.table_name),
     ]

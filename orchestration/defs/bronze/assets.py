@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext
 from orchestration.defs.freshness import freshness_policy
 from orchestration.defs.held import held_elsewhere, state_while_held
 from orchestration.defs.resources import HeadwaterResource
+from streaming import plan
 from streaming.bronze import LAYER, query_name
 from streaming.catalog import pipeline_tables
 from streaming.config import Settings, Source
@@ -61,7 +62,7 @@ def bronze_tables(settings: Settings) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult[None]]:
         """Catch the selected bronze tables up with Kafka, then stop."""
         chosen = [s for s in sources if bronze_key(s) in context.selected_asset_keys]
-        streams = {f"{LAYER}:{s.topic}" for s in chosen}
+        streams = {plan.stream_id(LAYER, s.topic) for s in chosen}
         busy = held_elsewhere(settings, sorted(streams))
         if busy is not None:
             tables = [t for t in pipeline_tables(settings) if t.stream in streams]

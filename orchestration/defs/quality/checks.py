@@ -19,6 +19,7 @@ from orchestration.defs.alerts import alert
 from orchestration.defs.freshness import FRESH_LAYERS
 from orchestration.defs.keys import table_key
 from orchestration.defs.resources import HeadwaterResource
+from streaming import plan
 from streaming.catalog import GOLD, Table, pipeline_tables
 from streaming.config import Settings, Source
 from streaming.errors import ConfigError
@@ -115,7 +116,7 @@ def _reconciled_tables(settings: Settings) -> dict[str, Source | GoldTable]:
         if events is not None:
             out[f"{SILVER}.{events.silver_table}"] = source
         if cdc is not None:
-            out[f"{SILVER}.{cdc.silver_table}_changes"] = source
+            out[plan.qualified(SILVER, plan.cdc_tables(cdc.silver_table).changes)] = source
     for gold in load_gold_tables(settings):
         out[f"{GOLD}.{gold.name}"] = gold
     return out

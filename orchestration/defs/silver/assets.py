@@ -16,8 +16,10 @@ from orchestration.defs.keys import key_of, table_key
 from orchestration.defs.metadata import delta_metadata, stream_metadata
 from orchestration.defs.partitions import TableRunConfig, day_partitions, days_of, wants_rebuild
 from orchestration.defs.resources import HeadwaterResource
+from streaming import plan
 from streaming.catalog import Table, pipeline_tables
 from streaming.config import Settings, Source
+from streaming.plan import SILVER
 from streaming.rebuild import Rebuilt, rebuild_cdc, rebuild_event_days
 from streaming.runner import run_streams
 from streaming.silver.streams import cdc_contract, event_contract, query_name
@@ -51,9 +53,13 @@ def silver_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     """One multi-asset per source topic with a contract."""
     tables = pipeline_tables(settings)
     return [
-        _topic_assets(settings, source, [t for t in tables if t.stream == f"silver:{source.topic}"])
+        _topic_assets(
+            settings,
+            source,
+            [t for t in tables if t.stream == plan.stream_id(SILVER, source.topic)],
+        )
         for source in settings.pipeline.sources
-        if any(t.stream == f"silver:{source.topic}" for t in tables)
+        if any(t.stream == plan.stream_id(SILVER, source.topic) for t in tables)
     ]
 
 
@@ -66,14 +72,14 @@ def _topic_assets(settings: Settings, source: Source, tables: list[Table]) -> dg
         specs=specs,
         name=f"silver_{source.table_name}",
         backfill_policy=dg.BackfillPolicy.single_run() if by_day else None,
-        op_tags={"headwater/stream": f"silver:{source.topic}"},
+        op_tags={"headwater/stream": plan.stream_id(SILVER, source.topic)},
     )
     def _silver(
         context: dg.AssetExecutionContext, headwater: HeadwaterResource, config: TableRunConfig
     ) -> Iterator[dg.MaterializeResult[None]]:
         """Catch the topic's silver stream up with bronze, or rebuild days from bronze."""
         rebuild = wants_rebuild(context, config)
-        busy = None if rebuild else held_elsewhere(settings, [f"silver:{source.topic}"])
+        busy = None if rebuild else held_elsewhere(settings, [plan.stream_id(SILVER, source.topic)])
         if busy is not None:
             yield from state_while_held(context, busy, tables)
             return
