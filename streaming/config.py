@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,6 +44,18 @@ def _interval(value: str) -> str:
     if not _INTERVAL.match(value.strip()):
         raise ValueError("write an interval like '1 second', '500 milliseconds' or '2 minutes'")
     return value.strip()
+
+
+# A trigger interval as Spark reads it ('1 second', '500 milliseconds'), validated once.
+Interval = Annotated[str, AfterValidator(_interval)]
+
+
+def _five_field_cron(value: str) -> str:
+    return _cron(value)  # defined with the maintenance settings, found at validation time
+
+
+# A five-field cron expression (UTC), validated once, by one rule, wherever conf takes one.
+Cron = Annotated[str, AfterValidator(_five_field_cron)]
 
 
 class _Frozen(BaseModel):
@@ -85,15 +98,10 @@ class Source(_Frozen):
 class BronzeSettings(_Frozen):
     """How the Kafka -> bronze streams read and trigger."""
 
-    trigger_interval: str = "1 second"
+    trigger_interval: Interval = "1 second"
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: Annotated[int, Field(ge=1)] | None = 100_000
     fail_on_data_loss: bool = True
-
-    @field_validator("trigger_interval")
-    @classmethod
-    def _valid_interval(cls, value: str) -> str:
-        return _interval(value)
 
     @field_validator("starting_offsets")
     @classmethod
@@ -109,17 +117,12 @@ class BronzeSettings(_Frozen):
 class SilverSettings(_Frozen):
     """How bronze -> silver streams trigger, and where quarantined records are copied."""
 
-    trigger_interval: str = "1 second"
+    trigger_interval: Interval = "1 second"
     dead_letter_topics: bool = Field(
         False,
         description="also send quarantined records to Kafka topic <topic><dead_letter_suffix>",
     )
     dead_letter_suffix: str = ".dlq"
-
-    @field_validator("trigger_interval")
-    @classmethod
-    def _valid_interval(cls, value: str) -> str:
-        return _interval(value)
 
     def dead_letter_topic(self, topic: str) -> str | None:
         """The dead-letter topic of `topic`, or None when dead-letter topics are off."""
@@ -129,12 +132,7 @@ class SilverSettings(_Frozen):
 class GoldSettings(_Frozen):
     """How the gold tables of conf/gold/ are kept up to date."""
 
-    trigger_interval: str = "1 second"
-
-    @field_validator("trigger_interval")
-    @classmethod
-    def _valid_interval(cls, value: str) -> str:
-        return _interval(value)
+    trigger_interval: Interval = "1 second"
 
 
 class ProgressSettings(_Frozen):
@@ -191,7 +189,7 @@ class Expectation(_Frozen):
 class OrchestrationSettings(_Frozen):
     """How Dagster runs, supervises and checks the pipeline."""
 
-    micro_batch_cron: str = Field(
+    micro_batch_cron: Cron = Field(
         "* * * * *", description="cron of the orchestrated micro-batch schedule"
     )
     default_mode: Literal["continuous", "micro_batch"] = Field(
@@ -222,13 +220,6 @@ class OrchestrationSettings(_Frozen):
     def _valid_date(cls, value: str) -> str:
         if not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
             raise ValueError("write the first day as YYYY-MM-DD")
-        return value
-
-    @field_validator("micro_batch_cron")
-    @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError("write a cron expression of five fields, e.g. '* * * * *'")
         return value
 
 
@@ -348,7 +339,7 @@ class MaintenanceSettings(_Frozen):
         description="the schedule runs on its own (false: off until turned on in the UI; the "
         "job can still be run by hand)",
     )
-    cron: str = Field("0 * * * *", description="when the schedule runs (UTC)")
+    cron: Cron = Field("0 * * * *", description="when the schedule runs (UTC)")
     optimize: bool = Field(True, description="every table's default; see TableMaintenance")
     allow_short_retention: bool = Field(
         False, description="every table's default; see TableMaintenance"
@@ -362,11 +353,6 @@ class MaintenanceSettings(_Frozen):
         description="overrides per qualified table name (e.g. silver.orders): only the fields "
         "given replace the ones above",
     )
-
-    @field_validator("cron")
-    @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        return _cron(value)
 
     @field_validator("vacuum_retention_hours")
     @classmethod

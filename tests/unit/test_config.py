@@ -169,3 +169,23 @@ def test_topology_defaults_to_fused_and_a_layer_per_application_needs_layered(co
     (conf / "pipeline.yaml").write_text(text.replace("topology: fused", "topology: both"))
     with pytest.raises(ConfigError, match="topology"):
         load_settings(conf, "local", environ={})
+
+
+@pytest.mark.parametrize(
+    ("setting", "bad"),
+    [
+        ('micro_batch_cron: "* * * * *"', 'micro_batch_cron: "61 * * * *"'),
+        ('cron: "0 * * * *"', 'cron: "0 25 * * *"'),
+    ],
+)
+def test_every_cron_of_conf_meets_the_same_rule(conf: Path, setting: str, bad: str) -> None:
+    """One Cron type: the micro-batch schedule's cron is held to the maintenance cron's rule
+    (a minute past 59 or an hour past 23 is refused, naming the field)."""
+    text = (conf / "pipeline.yaml").read_text()
+    assert setting in text
+    (conf / "pipeline.yaml").write_text(text.replace(setting, bad))
+    with pytest.raises(ConfigError) as err:
+        load_settings(conf, "local", environ={})
+    assert "write a cron expression of five fields (minute hour day month weekday)" in str(
+        err.value
+    )
