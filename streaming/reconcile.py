@@ -7,17 +7,22 @@ batch definition lacks, and the other way round. Both are zero at rest.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from streaming import plan
 from streaming.config import Settings, Source
-from streaming.gold.definitions import GoldTable, evaluate, load_gold_tables
+from streaming.delta_log import DeltaLogError, latest_version
+from streaming.gold.definitions import GoldTable, evaluate, load_gold_tables, with_keys
 from streaming.silver.streams import cdc_contract, event_contract
 from streaming.tables import read_table
+from streaming.visibility import visible_in_gold_ms
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,9 @@ class GoldDiff:
     rows: int
     extra: int  # in gold, not in the definition
     missing: int  # in the definition, not in gold
+    # Keys whose sources changed while they were compared: gold may rightly differ from the
+    # definition as of the versions read; left to the next reconciliation.
+    unsettled: int = 0
 
     @property
     def ok(self) -> bool:
@@ -77,7 +85,8 @@ class Reconciliation:
             out.append(line + ("  ok" if t.ok else f"  MISMATCH ({t.unaccounted:+,} unaccounted)"))
         for g in self.gold:
             state = "ok" if g.ok else f"MISMATCH ({g.extra:,} extra, {g.missing:,} missing)"
-            out.append(f"gold.{g.table}: {g.rows:,} rows, equal to its definition: {state}")
+            moving = f" ({g.unsettled:,} keys changing while compared)" if g.unsettled else ""
+            out.append(f"gold.{g.table}: {g.rows:,} rows, equal to its definition: {state}{moving}")
         return out
 
 
@@ -174,17 +183,116 @@ def _latest_ingest(*frames: DataFrame | None) -> datetime | None:
     return max(times) if times else None
 
 
-def reconcile_gold(spark: SparkSession, settings: Settings, table: GoldTable) -> GoldDiff | None:
+# How long a reconciliation waits for a gold stream to read the source versions it compared.
+SETTLE_S = 120.0
+
+
+def reconcile_gold(
+    spark: SparkSession,
+    settings: Settings,
+    table: GoldTable,
+    *,
+    settle_s: float = SETTLE_S,
+    pinned: Mapping[str, int] | None = None,
+) -> GoldDiff | None:
     """Rows of gold table `table` that its batch definition lacks and the other way round;
-    None when the table does not exist yet. Raises ConfigError when a source table is missing."""
+    None when the table does not exist yet. Raises ConfigError when a source table is missing.
+
+    The definition is read as of the sources' versions when the reconciliation starts
+    (`pinned`, by default their newest), while the streams may go on writing. Should gold and
+    definition differ, the reconciliation waits (up to `settle_s`) for the gold stream to have
+    read those versions, compares the keys that differed again, and leaves out the keys whose
+    sources changed after those versions: gold may rightly hold newer rows for them
+    (`unsettled`). A key whose sources stood still and that still differs is a real error.
+    """
     gold = read_table(spark, settings, f"gold.{table.name}")
     if gold is None:
         return None
-    definition = evaluate(spark, settings, table)
+    versions = dict(pinned) if pinned is not None else _newest_versions(settings, table)
+    definition = evaluate(spark, settings, table, versions=versions or None)
     columns = definition.columns
-    return GoldDiff(
-        table.name,
-        gold.count(),
-        gold.select(*columns).exceptAll(definition).count(),
-        definition.exceptAll(gold.select(*columns)).count(),
+    first = _differences(gold.select(*columns), definition)
+    if first.extra == first.missing == 0 or not versions:
+        return GoldDiff(table.name, gold.count(), first.extra, first.missing)
+    _wait_for_gold(settings, table, versions, settle_s)
+    keys = [f"_gk_{k}" for k in sorted(table.keys)]
+    gold = read_table(spark, settings, f"gold.{table.name}")
+    assert gold is not None
+    again = _differences(gold.select(*columns), definition)
+    moved = _keys_changed_since(spark, settings, table, versions)
+    keyed = {k: F.col(f"`{k}`").alias(f"_gk_{k}") for k in sorted(table.keys)}
+    extra = again.extra_rows.select(*keyed.values()).join(moved, keys, "left_anti")
+    missing = again.missing_rows.select(*keyed.values()).join(moved, keys, "left_anti")
+    unsettled = (
+        again.extra_rows.select(*keyed.values())
+        .unionByName(again.missing_rows.select(*keyed.values()))
+        .join(moved, keys, "left_semi")
+        .distinct()
+        .count()
     )
+    return GoldDiff(table.name, gold.count(), extra.count(), missing.count(), unsettled)
+
+
+@dataclass(frozen=True)
+class _Differences:
+    extra_rows: DataFrame
+    missing_rows: DataFrame
+    extra: int
+    missing: int
+
+
+def _differences(gold: DataFrame, definition: DataFrame) -> _Differences:
+    extra_rows = gold.exceptAll(definition).localCheckpoint(eager=True)
+    missing_rows = definition.exceptAll(gold).localCheckpoint(eager=True)
+    return _Differences(extra_rows, missing_rows, extra_rows.count(), missing_rows.count())
+
+
+def _newest_versions(settings: Settings, table: GoldTable) -> dict[str, int]:
+    """Each source table's newest Delta version, from its log (local tables; {} otherwise:
+    the reconciliation then compares the tables as they are, once)."""
+    versions: dict[str, int] = {}
+    for source in table.sources:
+        try:
+            version = latest_version(settings.table_path_by_name(source.table))
+        except DeltaLogError:
+            return {}
+        if version is None:
+            return {}
+        versions[source.table] = version
+    return versions
+
+
+def _wait_for_gold(
+    settings: Settings, table: GoldTable, versions: Mapping[str, int], settle_s: float
+) -> None:
+    """Until the gold stream's committed batches have read every source at `versions`, or
+    `settle_s` passed (a stream that is not running reads nothing more: no wait then)."""
+    checkpoint = settings.checkpoint_path(plan.GOLD, table.name)
+    deadline = time.monotonic() + settle_s
+
+    def caught_up() -> bool:
+        return all(
+            version in visible_in_gold_ms(checkpoint, settings.table_path_by_name(source))
+            for source, version in versions.items()
+        )
+
+    try:
+        while not caught_up() and time.monotonic() < deadline:
+            time.sleep(1.0)
+    except (DeltaLogError, OSError, ValueError):
+        return  # no local checkpoint to read: compare as the tables are
+
+
+def _keys_changed_since(
+    spark: SparkSession, settings: Settings, table: GoldTable, versions: Mapping[str, int]
+) -> DataFrame:
+    """The gold keys of the rows each source gained after its version in `versions` (the
+    sources are append-only: silver tables and CDC changes)."""
+    keys = [f"_gk_{k}" for k in sorted(table.keys)]
+    frames = []
+    for source in table.sources:
+        path = settings.table_path_by_name(source.table)
+        now = spark.read.format("delta").load(path)
+        then = spark.read.format("delta").option("versionAsOf", versions[source.table]).load(path)
+        frames.append(with_keys(now.exceptAll(then), source).select(*keys))
+    return reduce(lambda a, b: a.unionByName(b), frames).distinct()

@@ -7,6 +7,7 @@ incremental one (the SQL over the rows of the keys a micro-batch touched).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -80,9 +81,18 @@ def load_gold_tables(settings: Settings) -> list[GoldTable]:
     return tables
 
 
-def source_frame(spark: SparkSession, settings: Settings, source: GoldSource) -> DataFrame:
-    """The whole view: the table, or for cdc_current the state its changes lead to."""
-    frame = read_table(spark, settings, source.table)
+def source_frame(
+    spark: SparkSession, settings: Settings, source: GoldSource, version: int | None = None
+) -> DataFrame:
+    """The whole view: the table (as of Delta `version`, when given), or for cdc_current the
+    state its changes lead to."""
+    frame = (
+        read_table(spark, settings, source.table)
+        if version is None
+        else spark.read.format("delta")
+        .option("versionAsOf", version)
+        .load(settings.table_path_by_name(source.table))
+    )
     if frame is None:
         raise ConfigError(
             f"gold source table {source.table} does not exist yet: start its silver stream first"
@@ -120,12 +130,14 @@ def evaluate(
     settings: Settings,
     table: GoldTable,
     touched: DataFrame | None = None,
+    versions: Mapping[str, int] | None = None,
 ) -> DataFrame:
     """The gold table's SQL over its sources; with `touched` (columns _gk_<key>) only over
-    the source rows of those keys, which yields exactly those keys' gold rows."""
+    the source rows of those keys, which yields exactly those keys' gold rows; with
+    `versions` (source table -> Delta version) over the sources as of those versions."""
     bounds = _time_bounds(table, touched) if touched is not None else {}
     for source in table.sources:
-        frame = source_frame(spark, settings, source)
+        frame = source_frame(spark, settings, source, (versions or {}).get(source.table))
         if touched is not None:
             frame = _pruned(frame, source, bounds)
             columns = key_columns(source)

@@ -89,3 +89,61 @@ def test_a_recompute_of_some_minutes_reads_only_the_files_of_those_minutes(
     assert re.search(r"event_time#\d+ < 2026-01-01 10:04:00\)", plan), plan
     assert "GreaterThanOrEqual(event_time,2026-01-01 10:02:00" in plan, plan
     assert "PreparedDeltaFileIndex" in plan, plan  # Delta prepared the scan's files by them
+
+
+def test_reconciliation_leaves_out_keys_that_moved_and_still_finds_a_wrong_row(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Gold reconciled while the streams write: the definition is read as of the sources'
+    versions at the start; a key whose source rows changed after them may rightly differ in
+    gold (unsettled, not an error), while a key whose sources stood still and that differs is
+    an error."""
+    from pyspark.sql import functions as F
+
+    from streaming.reconcile import reconcile_gold
+
+    settings = write_conf(tmp_path)
+    (settings.conf_dir / "gold").mkdir()
+    (settings.conf_dir / "gold/revenue_per_minute.yaml").write_text(
+        (REPO / "conf/gold/revenue_per_minute.yaml").read_text()
+    )
+    [table] = load_gold_tables(settings)
+    silver = settings.table_path("silver", "orders")
+    columns = "event_type string, event_time timestamp, currency string, amount decimal(12,2)"
+    t = datetime(2026, 1, 1, 10, 0, 5)
+    spark.createDataFrame(
+        [
+            ("OrderPlaced", t, "EUR", Decimal("10.50")),
+            ("OrderPlaced", t.replace(minute=1), "USD", Decimal("7.00")),
+        ],
+        columns,
+    ).write.format("delta").save(silver)  # version 0
+    gold_path = settings.table_path("gold", "revenue_per_minute")
+    evaluate(spark, settings, table).write.format("delta").save(gold_path)
+    assert reconcile_gold(spark, settings, table, settle_s=0).ok  # type: ignore[union-attr]
+
+    # The stream goes on: a new order in 10:01 USD (silver version 1), and gold already has it.
+    spark.createDataFrame(
+        [("OrderPlaced", t.replace(minute=1, second=30), "USD", Decimal("1.00"))], columns
+    ).write.format("delta").mode("append").save(silver)
+    evaluate(spark, settings, table).write.format("delta").mode("overwrite").save(gold_path)
+    moving = reconcile_gold(spark, settings, table, settle_s=0, pinned={"silver.orders": 0})
+    assert moving is not None
+    assert (moving.extra, moving.missing, moving.unsettled) == (0, 0, 1), moving
+    assert moving.ok
+
+    # A wrong row of a key that stood still (10:00 EUR) is an error all the same.
+    wrong = (
+        spark.read.format("delta")
+        .load(gold_path)
+        .withColumn(
+            "orders_placed",
+            F.when(F.col("currency") == "EUR", F.lit(99)).otherwise(F.col("orders_placed")),
+        )
+        .localCheckpoint(eager=True)
+    )
+    wrong.write.format("delta").mode("overwrite").save(gold_path)
+    broken = reconcile_gold(spark, settings, table, settle_s=0, pinned={"silver.orders": 0})
+    assert broken is not None
+    assert (broken.extra, broken.missing, broken.unsettled) == (1, 1, 1), broken
+    assert not broken.ok

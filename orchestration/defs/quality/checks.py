@@ -308,11 +308,17 @@ def reconciliation_result(
             check_name=RECONCILIATION,
             passed=diff.ok,
             description=f"{diff.rows} rows; {diff.extra} extra, {diff.missing} missing "
-            "against the batch definition",
+            "against the batch definition"
+            + (
+                f" ({diff.unsettled} keys changing in silver while compared, left to the next run)"
+                if diff.unsettled
+                else ""
+            ),
             metadata={
                 "rows": dg.MetadataValue.int(diff.rows),
                 "extra": dg.MetadataValue.int(diff.extra),
                 "missing": dg.MetadataValue.int(diff.missing),
+                "unsettled_keys": dg.MetadataValue.int(diff.unsettled),
             },
         )
     counts = reconcile_topic(spark, settings, reconciled, settled=True)
