@@ -201,7 +201,7 @@ def reconcile_gold(
     The definition is read as of the sources' versions when the reconciliation starts
     (`pinned`, by default their newest), while the streams may go on writing. Should gold and
     definition differ, the reconciliation waits (up to `settle_s`) for the gold stream to have
-    read those versions, compares the keys that differed again, and leaves out the keys whose
+    read those versions, compares gold with the same definition again, and leaves out the keys whose
     sources changed after those versions: gold may rightly hold newer rows for them
     (`unsettled`). A key whose sources stood still and that still differs is a real error.
     """
@@ -215,22 +215,21 @@ def reconcile_gold(
     if first.extra == first.missing == 0 or not versions:
         return GoldDiff(table.name, gold.count(), first.extra, first.missing)
     _wait_for_gold(settings, table, versions, settle_s)
-    keys = [f"_gk_{k}" for k in sorted(table.keys)]
     gold = read_table(spark, settings, f"gold.{table.name}")
     assert gold is not None
     again = _differences(gold.select(*columns), definition)
-    moved = _keys_changed_since(spark, settings, table, versions)
-    keyed = {k: F.col(f"`{k}`").alias(f"_gk_{k}") for k in sorted(table.keys)}
-    extra = again.extra_rows.select(*keyed.values()).join(moved, keys, "left_anti")
-    missing = again.missing_rows.select(*keyed.values()).join(moved, keys, "left_anti")
-    unsettled = (
-        again.extra_rows.select(*keyed.values())
-        .unionByName(again.missing_rows.select(*keyed.values()))
-        .join(moved, keys, "left_semi")
-        .distinct()
-        .count()
-    )
+    # Read once: three joins below use it, each would otherwise scan the sources twice.
+    moved = _keys_changed_since(spark, settings, table, versions).localCheckpoint(eager=True)
+    keys = [f"_gk_{k}" for k in sorted(table.keys)]
+    extra, missing = (_gold_keys(rows, table) for rows in (again.extra_rows, again.missing_rows))
+    unsettled = extra.unionByName(missing).join(moved, keys, "left_semi").distinct().count()
+    extra, missing = (rows.join(moved, keys, "left_anti") for rows in (extra, missing))
     return GoldDiff(table.name, gold.count(), extra.count(), missing.count(), unsettled)
+
+
+def _gold_keys(rows: DataFrame, table: GoldTable) -> DataFrame:
+    """The gold keys of gold (or definition) rows, as columns _gk_<key>."""
+    return rows.select(*[F.col(f"`{k}`").alias(f"_gk_{k}") for k in sorted(table.keys)])
 
 
 @dataclass(frozen=True)
